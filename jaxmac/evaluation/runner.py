@@ -1,0 +1,157 @@
+"""``evaluate``: many episodes at every UE count in one compiled program (paper Fig. 3).
+
+Episodes are laid out as lanes, each with its own UE count (data, not a shape), and
+run in chunks of a fixed number of lanes, so every call with the same environment,
+policy and ``chunk_size`` reuses one compiled program whatever the UE counts, the
+episode count or the parameter values. Lane (n, e) always uses the key
+``fold_in(fold_in(key, n), e)``, and the environment's randomness is drawn apart
+from the policy's, so two policies evaluated with the same key face the same
+arrivals and decoding draws (common random numbers: their difference is less noisy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmac.env import EnvParams, UDTSEnv
+from jaxmac.evaluation.metrics import METRICS, episode_metrics
+from jaxmac.protocols.base import Policy
+
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def _run_episodes(
+    env: UDTSEnv, policy: Policy, params: EnvParams, key: jax.Array, n_ues: jax.Array, episode: jax.Array
+) -> dict[str, jax.Array]:
+    """One full episode per lane; ``n_ues`` and ``episode`` are (lanes,) int32."""
+
+    def one(n: jax.Array, e: jax.Array) -> dict[str, jax.Array]:
+        lane_params = params.replace(n_min=n, n_max=n)
+        reset_key, steps_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, n), e))
+        obs, state = env.reset(reset_key, lane_params)
+
+        def tti(carry: tuple, step_key: jax.Array) -> tuple[tuple, None]:
+            obs, state, _ = carry
+            env_key, policy_key = jax.random.split(step_key)
+            action = policy(policy_key, obs, state, lane_params)
+            obs, state, _, _, info = env.step(env_key, state, action, lane_params)
+            return (obs, state, info.episode), None
+
+        init = (obs, state, state.totals)
+        (_, _, totals), _ = jax.lax.scan(tti, init, jax.random.split(steps_key, env.episode_len))
+        return episode_metrics(totals, env.episode_len)
+
+    return jax.vmap(one)(n_ues, episode)
+
+
+run_episodes = jax.jit(_run_episodes, static_argnames=("env", "policy"))
+
+
+@dataclasses.dataclass
+class EvaluationTable:
+    """One row per (policy, UE count): mean of every metric, 95% CI of the throughput."""
+
+    rows: list[dict[str, Any]]
+
+    def __add__(self, other: EvaluationTable) -> EvaluationTable:
+        return EvaluationTable(self.rows + other.rows)
+
+    def format(self) -> str:
+        """A plain-text table (what ``jaxmac eval`` prints, and the README shows)."""
+        columns = [
+            "policy",
+            "n_ues",
+            "throughput",
+            "throughput_ci95",
+            "collisions",
+            "wasted",
+            "duplicates",
+            "bad_deletes",
+            "drops",
+            "buffer_occupancy",
+            "return",
+        ]
+        cells = [[_cell(row[c]) for c in columns] for row in self.rows]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+        return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _summarise(name: str, n: int, metrics: dict[str, np.ndarray]) -> dict[str, Any]:
+    episodes = len(metrics["throughput"])
+    row: dict[str, Any] = {"policy": name, "n_ues": n, "episodes": episodes}
+    for metric in METRICS:
+        row[metric] = float(np.mean(metrics[metric]))
+        if metric == "throughput":
+            std = float(np.std(metrics[metric], ddof=1)) if episodes > 1 else math.nan
+            row["throughput_ci95"] = Z_95 * std / math.sqrt(episodes)
+    return row
+
+
+def evaluate(
+    env: UDTSEnv,
+    policy: Policy,
+    params: EnvParams,
+    n_ues: Sequence[int] | None = None,
+    episodes: int = 1000,
+    key: jax.Array | None = None,
+    *,
+    name: str | None = None,
+    chunk_size: int = 4096,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationTable:
+    """Run ``episodes`` episodes of ``policy`` at each fixed UE count in ``n_ues``.
+
+    Args:
+      env, params: the environment; ``params.n_min``/``n_max`` are replaced by each count.
+      n_ues: UE counts, each in [1, env.max_ues]; default all of them.
+      episodes: episodes per UE count.
+      key: PRNG key (default ``PRNGKey(0)``).
+      name: the policy's name in the rows (default its class name).
+      chunk_size: lanes per compiled call; fixed, so it does not recompile.
+      progress: called as ``progress(done, total)`` in episodes after every chunk.
+    """
+    n_ues = list(range(1, env.max_ues + 1)) if n_ues is None else [int(n) for n in n_ues]
+    if not n_ues or any(not 1 <= n <= env.max_ues for n in n_ues):
+        raise ValueError(f"n_ues must be a non-empty list of counts in [1, {env.max_ues}], got {n_ues}")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    env.check_params(params)
+    key = jax.random.PRNGKey(0) if key is None else key
+    name = type(policy).__name__ if name is None else name
+
+    lane_n = np.repeat(np.asarray(n_ues, np.int32), episodes)
+    lane_e = np.tile(np.arange(episodes, dtype=np.int32), len(n_ues))
+    total = len(lane_n)
+    padded = -(-total // chunk_size) * chunk_size
+    lane_n = np.pad(lane_n, (0, padded - total), constant_values=n_ues[0])
+    lane_e = np.pad(lane_e, (0, padded - total))
+    chunks = []
+    for start in range(0, padded, chunk_size):
+        stop = start + chunk_size
+        out = run_episodes(
+            env, policy, params, key, jnp.asarray(lane_n[start:stop]), jnp.asarray(lane_e[start:stop])
+        )
+        chunks.append(jax.device_get(out))
+        if progress is not None:
+            progress(min(stop, total), total)
+    metrics = {m: np.concatenate([c[m] for c in chunks])[:total] for m in METRICS}
+    rows = [
+        _summarise(name, n, {m: v[i * episodes : (i + 1) * episodes] for m, v in metrics.items()})
+        for i, n in enumerate(n_ues)
+    ]
+    return EvaluationTable(rows)

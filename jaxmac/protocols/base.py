@@ -1,0 +1,30 @@
+"""The interface every decision rule shares, scripted or learned."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import jax
+
+from jaxmac.env import Action, EnvParams, EnvState, Observation, UDTSEnv
+
+
+class Policy(Protocol):
+    """``act(key, obs, state, params) -> Action`` for one episode (vmap for many).
+
+    Policies are frozen dataclasses, hashable by value, so ``jax.jit`` can take them as
+    static arguments and two equal policies share one compiled program. Only the
+    ``oracle`` reads ``state``; every other policy decides from ``obs`` alone.
+    """
+
+    def __call__(self, key: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> Action: ...
+
+
+def require_named_messages(env: UDTSEnv, protocol: str) -> None:
+    """Raise if ``env``'s vocabularies lack the named messages a hand-written protocol uses."""
+    if env.ucm_vocab != 2 or env.dcm_vocab != 3:
+        raise ValueError(
+            f"{protocol} needs the named messages (ucm_vocab=2: null, schedule_request; "
+            f"dcm_vocab=3: null, schedule_grant, acknowledge), got ucm_vocab={env.ucm_vocab}, "
+            f"dcm_vocab={env.dcm_vocab}"
+        )

@@ -1,0 +1,72 @@
+"""The ``jaxmac eval`` command and the plot script, as a user runs them."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxmac.cli.main import main
+from jaxmac.cli.options import parse_ues
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_eval_writes_rows_and_the_plot_draws_them(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--policy",
+                "contention_free,oracle",
+                "--ues",
+                "1-3",
+                "--episodes",
+                "30",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "throughput_ci95" in printed and "oracle" in printed
+    rows = json.loads(out.read_text())
+    assert [(r["policy"], r["n_ues"]) for r in rows] == [
+        (p, n) for p in ("contention_free", "oracle") for n in (1, 2, 3)
+    ]
+    assert {"throughput", "throughput_ci95", "collisions", "buffer_occupancy", "return"} <= set(rows[0])
+    png = tmp_path / "plot.png"
+    subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "plot_throughput.py"), str(out), "--out", str(png)],
+        check=True,
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--policy", "csma"], "--policy must be from"),
+        (["--p-arrival", "1.5"], "p_arrival"),
+        (["--ues", "0-2"], "n_ues"),
+        (["--max-ues", "0"], "max_ues"),
+        (["--policy", "aloha", "--aloha-q", "2"], "aloha q"),
+    ],
+)
+def test_eval_rejects_bad_input(argv, message, tmp_path):
+    out = tmp_path / "rows.json"
+    with pytest.raises(SystemExit, match=message):
+        main(["eval", "--episodes", "2", "--out", str(out), *argv])
+    assert not out.exists()
+
+
+def test_parse_ues():
+    assert parse_ues("1-4,8") == [1, 2, 3, 4, 8]
+    assert parse_ues("3") == [3]
+    for bad in ("4-2", "a", "1-"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--ues"):
+            parse_ues(bad)
