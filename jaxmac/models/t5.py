@@ -1,0 +1,186 @@
+"""T5 v1.1 / Flan-T5 encoder-decoder in Flax NNX, numerically matching ``transformers``' PyTorch T5.
+
+Gated-GELU feed-forward, RMS layer norm without mean subtraction or bias, unscaled dot-product
+attention with relative position buckets computed in each stack's first layer and shared by
+the others, untied LM head (or tied, and the T5 v1.0 d_model**-0.5 rescale, as configured). No dropout: the model is
+deterministic, at inference and in PPO fine-tuning alike. Parameters are float32; ``dtype``
+sets the compute dtype (e.g. bfloat16); norms and softmax always run in float32.
+
+Shapes: B batch, L encoder length, D decoder length, d d_model, H heads, V vocab.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxmac.models.config import T5Config
+
+
+class RMSNorm(nnx.Module):
+    """T5's layer norm: x / sqrt(mean(x^2) + eps) * weight, in float32."""
+
+    def __init__(self, dim: int, eps: float, dtype: jnp.dtype) -> None:
+        self.weight = nnx.Param(jnp.ones((dim,), jnp.float32))
+        self.eps, self.dtype = eps, dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (self.weight[...] * x32).astype(self.dtype)
+
+
+def _dense(d_in: int, d_out: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(d_in, d_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def relative_position_bucket(relative: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int) -> jax.Array:
+    """T5's bucketing of key_position - query_position: exact up to num_buckets/2 (per
+    direction), logarithmic up to max_distance, clipped beyond."""
+    bucket = jnp.zeros_like(relative)
+    if bidirectional:
+        num_buckets //= 2
+        bucket = bucket + (relative > 0) * num_buckets
+        distance = jnp.abs(relative)
+    else:
+        distance = -jnp.minimum(relative, 0)
+    max_exact = num_buckets // 2
+    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact) / math.log(max_distance / max_exact)
+    large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(relative.dtype)
+    large = jnp.minimum(large, num_buckets - 1)
+    return bucket + jnp.where(distance < max_exact, distance, large)
+
+
+class Attention(nnx.Module):
+    """Multi-head attention without the 1/sqrt(d_kv) scale (folded into T5's initialisation)."""
+
+    def __init__(self, cfg: T5Config, relative_bias: bool, bidirectional: bool, dtype: jnp.dtype,
+                 rngs: nnx.Rngs) -> None:
+        inner = cfg.num_heads * cfg.d_kv
+        self.q = _dense(cfg.d_model, inner, dtype, rngs)
+        self.k = _dense(cfg.d_model, inner, dtype, rngs)
+        self.v = _dense(cfg.d_model, inner, dtype, rngs)
+        self.o = _dense(inner, cfg.d_model, dtype, rngs)
+        self.relative_attention_bias = (
+            nnx.Embed(cfg.relative_attention_num_buckets, cfg.num_heads, param_dtype=jnp.float32, rngs=rngs)
+            if relative_bias else None
+        )
+        self.cfg, self.bidirectional = cfg, bidirectional
+
+    def position_bias(self, q_len: int, k_len: int) -> jax.Array:
+        """(1, H, q_len, k_len) float32 learned bias of each query/key offset."""
+        relative = jnp.arange(k_len)[None, :] - jnp.arange(q_len)[:, None]
+        buckets = relative_position_bucket(relative, self.bidirectional, self.cfg.relative_attention_num_buckets,
+                                           self.cfg.relative_attention_max_distance)
+        return jnp.transpose(self.relative_attention_bias(buckets), (2, 0, 1))[None].astype(jnp.float32)
+
+    def __call__(self, x: jax.Array, kv: jax.Array, bias: jax.Array) -> jax.Array:
+        """x: (B, Q, d) queries; kv: (B, K, d) keys/values; bias: (B or 1, H, Q, K) float32,
+        position bias plus -inf-like entries where attention is masked."""
+        h, dk = self.cfg.num_heads, self.cfg.d_kv
+        q = self.q(x).reshape(*x.shape[:2], h, dk)
+        k = self.k(kv).reshape(*kv.shape[:2], h, dk)
+        v = self.v(kv).reshape(*kv.shape[:2], h, dk)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) + bias
+        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(*x.shape[:2], h * dk)
+        return self.o(out)
+
+
+class GatedGeluFF(nnx.Module):
+    def __init__(self, cfg: T5Config, dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
+        self.wi_0 = _dense(cfg.d_model, cfg.d_ff, dtype, rngs)
+        self.wi_1 = _dense(cfg.d_model, cfg.d_ff, dtype, rngs)
+        self.wo = _dense(cfg.d_ff, cfg.d_model, dtype, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.wo(jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x))
+
+
+class EncoderBlock(nnx.Module):
+    def __init__(self, cfg: T5Config, first: bool, dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
+        self.attention_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
+        self.attention = Attention(cfg, first, True, dtype, rngs)
+        self.ff_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
+        self.ff = GatedGeluFF(cfg, dtype, rngs)
+
+    def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
+        h = self.attention_norm(x)
+        x = x + self.attention(h, h, bias)
+        return x + self.ff(self.ff_norm(x))
+
+
+class DecoderBlock(nnx.Module):
+    def __init__(self, cfg: T5Config, first: bool, dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
+        self.self_attention_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
+        self.self_attention = Attention(cfg, first, False, dtype, rngs)
+        self.cross_attention_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
+        self.cross_attention = Attention(cfg, False, True, dtype, rngs)
+        self.ff_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
+        self.ff = GatedGeluFF(cfg, dtype, rngs)
+
+    def __call__(self, x: jax.Array, encoded: jax.Array, self_bias: jax.Array, cross_bias: jax.Array) -> jax.Array:
+        h = self.self_attention_norm(x)
+        x = x + self.self_attention(h, h, self_bias)
+        x = x + self.cross_attention(self.cross_attention_norm(x), encoded, cross_bias)
+        return x + self.ff(self.ff_norm(x))
+
+
+def _mask_bias(mask: jax.Array) -> jax.Array:
+    """(B, K) or (B, Q, K) bool -> additive float32 bias broadcastable to (B, H, Q, K)."""
+    mask = mask[:, None, None, :] if mask.ndim == 2 else mask[:, None]
+    return jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)
+
+
+class T5(nnx.Module):
+    """``model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask) -> logits``
+    of shape (B, D, V), like ``transformers.T5ForConditionalGeneration``. ``encode``, ``decode``
+    and ``lm_logits`` expose the parts, so an encoding can be reused across decoder calls."""
+
+    def __init__(self, cfg: T5Config, *, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs) -> None:
+        self.cfg, self.dtype = cfg, dtype
+        self.shared = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.encoder = nnx.List([EncoderBlock(cfg, i == 0, dtype, rngs) for i in range(cfg.num_layers)])
+        self.encoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
+        self.decoder = nnx.List([DecoderBlock(cfg, i == 0, dtype, rngs) for i in range(cfg.num_decoder_layers)])
+        self.decoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
+        self.lm_head = None if cfg.tie_word_embeddings else _dense(cfg.d_model, cfg.vocab_size, dtype, rngs)
+
+    def encode(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        """(B, L) ids and mask -> (B, L, d) final-normed encoder states."""
+        length = input_ids.shape[1]
+        bias = self.encoder[0].attention.position_bias(length, length) + _mask_bias(attention_mask)
+        x = self.shared(input_ids)
+        for block in self.encoder:
+            x = block(x, bias)
+        return self.encoder_norm(x)
+
+    def decode(self, decoder_input_ids: jax.Array, encoded: jax.Array, attention_mask: jax.Array,
+               decoder_attention_mask: jax.Array | None = None) -> jax.Array:
+        """(B, D) ids attending causally to themselves and to ``encoded`` (B, L, d) under
+        ``attention_mask`` (B, L) -> (B, D, d) final-normed decoder states."""
+        length = decoder_input_ids.shape[1]
+        causal = jnp.tril(jnp.ones((length, length), bool))[None]
+        if decoder_attention_mask is not None:
+            causal = causal & decoder_attention_mask[:, None, :].astype(bool)
+        self_bias = self.decoder[0].self_attention.position_bias(length, length) + _mask_bias(causal)
+        cross_bias = _mask_bias(attention_mask)
+        x = self.shared(decoder_input_ids)
+        for block in self.decoder:
+            x = block(x, encoded, self_bias, cross_bias)
+        return self.decoder_norm(x)
+
+    def lm_logits(self, hidden: jax.Array) -> jax.Array:
+        """(..., d) decoder states -> (..., V) float32 logits."""
+        if self.cfg.scale_decoder_outputs:
+            hidden = hidden * self.cfg.d_model**-0.5
+        logits = self.shared.attend(hidden) if self.lm_head is None else self.lm_head(hidden)
+        return logits.astype(jnp.float32)
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, decoder_input_ids: jax.Array,
+                 decoder_attention_mask: jax.Array | None = None) -> jax.Array:
+        encoded = self.encode(input_ids, attention_mask)
+        return self.lm_logits(self.decode(decoder_input_ids, encoded, attention_mask, decoder_attention_mask))

@@ -1,0 +1,114 @@
+"""jaxmac's Flax T5 against transformers' PyTorch T5 on a random tiny checkpoint."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from t5_fixtures import TINY_HF, save_random_t5
+
+from jaxmac.models.loading import load_pretrained_t5, resolve_checkpoint
+
+RTOL = 1e-4
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_t5")
+    reference = save_random_t5(path)
+    return reference, load_pretrained_t5(path), path
+
+
+def padded_batch(rng, vocab, lengths, width):
+    ids = np.zeros((len(lengths), width), np.int64)
+    mask = np.zeros((len(lengths), width), np.int64)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = rng.integers(2, vocab, n)
+        ids[i, n - 1] = 1  # </s>
+        mask[i, :n] = 1
+    return ids, mask
+
+
+def test_encoder_and_logits_match_pytorch_on_padded_batches(pair):
+    reference, model, _ = pair
+    rng = np.random.default_rng(0)
+    ids, mask = padded_batch(rng, TINY_HF.vocab_size, [5, 17, 30, 1], 30)
+    dec_ids, dec_mask = padded_batch(rng, TINY_HF.vocab_size, [4, 6, 1, 6], 6)
+    dec_ids[:, 0] = 0  # decoder start
+    with torch.no_grad():
+        t_enc = reference.encoder(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
+        t_logits = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             decoder_input_ids=torch.tensor(dec_ids),
+                             decoder_attention_mask=torch.tensor(dec_mask)).logits
+    enc = model.encode(jnp.asarray(ids), jnp.asarray(mask))
+    logits = model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(dec_ids), jnp.asarray(dec_mask))
+    valid, dec_valid = mask.astype(bool), dec_mask.astype(bool)  # padded positions are unspecified
+    assert rel_err(np.asarray(enc)[valid], t_enc.numpy()[valid]) < RTOL
+    assert rel_err(np.asarray(logits)[dec_valid], t_logits.numpy()[dec_valid]) < RTOL
+
+
+def test_long_inputs_use_the_logarithmic_buckets(pair):
+    """Positions past max_distance exercise every bucket branch."""
+    reference, model, _ = pair
+    ids, mask = padded_batch(np.random.default_rng(1), TINY_HF.vocab_size, [60, 41], 60)
+    with torch.no_grad():
+        t_enc = reference.encoder(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
+    enc = np.asarray(model.encode(jnp.asarray(ids), jnp.asarray(mask)))
+    assert rel_err(enc[mask.astype(bool)], t_enc.numpy()[mask.astype(bool)]) < RTOL
+
+
+@pytest.mark.parametrize("file_format", ["safetensors", "bin"])
+def test_tied_rescaled_head_and_pytorch_bin(tmp_path, file_format):
+    """T5 v1.0-style tied, rescaled LM head; and a pytorch_model.bin instead of safetensors."""
+    cfg = TINY_HF
+    reference = save_random_t5(tmp_path, cfg, seed=3, untie=False, scale_decoder_outputs=True)
+    if file_format == "bin":
+        from safetensors.torch import load_file
+
+        torch.save(load_file(tmp_path / "model.safetensors"), tmp_path / "pytorch_model.bin")
+        (tmp_path / "model.safetensors").unlink()
+    model = load_pretrained_t5(tmp_path)
+    assert model.lm_head is None and model.cfg.scale_decoder_outputs
+    ids, mask = padded_batch(np.random.default_rng(2), cfg.vocab_size, [9, 4], 9)
+    dec = np.array([[0, 5, 7], [0, 3, 1]])
+    with torch.no_grad():
+        t_logits = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             decoder_input_ids=torch.tensor(dec)).logits.numpy()
+    logits = model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(dec))
+    assert rel_err(logits, t_logits) < RTOL
+
+
+def test_missing_and_misshapen_tensors_are_named(pair, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    _, _, path = pair
+    tensors = load_file(path / "model.safetensors")
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())
+    broken = dict(tensors)
+    del broken["decoder.block.1.layer.1.EncDecAttention.k.weight"]
+    save_file(broken, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"decoder\.block\.1\.layer\.1\.EncDecAttention\.k\.weight.*missing"):
+        load_pretrained_t5(tmp_path)
+    broken = dict(tensors)
+    broken["lm_head.weight"] = broken["lm_head.weight"][:, :-1].copy()
+    save_file(broken, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"lm_head\.weight.*shape"):
+        load_pretrained_t5(tmp_path)
+    broken = {**tensors, "encoder.block.9.layer.0.SelfAttention.q.weight": tensors["lm_head.weight"]}
+    save_file(broken, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="unexpected tensors"):
+        load_pretrained_t5(tmp_path)
+
+
+def test_unsupported_config_and_offline_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"feed_forward_proj": "relu"}))
+    with pytest.raises(ValueError, match="feed_forward_proj"):
+        load_pretrained_t5(tmp_path)
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download google/flan-t5-nonexistent"):
+        resolve_checkpoint("flan-t5-nonexistent")
