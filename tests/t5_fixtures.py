@@ -9,12 +9,26 @@ import transformers
 
 from jaxmac.models.config import T5Config
 
-TINY_HF = T5Config(vocab_size=97, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=3, num_heads=4,
-                   relative_attention_num_buckets=8, relative_attention_max_distance=20)
+TINY_HF = T5Config(
+    vocab_size=97,
+    d_model=32,
+    d_kv=8,
+    d_ff=48,
+    num_layers=2,
+    num_decoder_layers=3,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=20,
+)
 
 
-def save_random_t5(directory: Path, cfg: T5Config = TINY_HF, seed: int = 0, untie: bool = True,
-                   scale_decoder_outputs: bool = False) -> transformers.T5ForConditionalGeneration:
+def save_random_t5(
+    directory: Path,
+    cfg: T5Config = TINY_HF,
+    seed: int = 0,
+    untie: bool = True,
+    scale_decoder_outputs: bool = False,
+) -> transformers.T5ForConditionalGeneration:
     """A random ``T5ForConditionalGeneration`` of ``cfg`` saved to ``directory``; returns it (eval mode).
 
     transformers 5 always ties the LM head to the embedding and saves no ``lm_head.weight``;
@@ -22,11 +36,24 @@ def save_random_t5(directory: Path, cfg: T5Config = TINY_HF, seed: int = 0, unti
     (transformers 5 reads ``tie_word_embeddings=False`` as "do not rescale the decoder output".)
     """
     torch.manual_seed(seed)
-    kwargs = {k: getattr(cfg, k) for k in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers",
-                                           "num_decoder_layers", "num_heads", "relative_attention_num_buckets",
-                                           "relative_attention_max_distance", "layer_norm_epsilon")}
-    hf_cfg = transformers.T5Config(**kwargs, feed_forward_proj="gated-gelu", dropout_rate=0.0,
-                                   tie_word_embeddings=scale_decoder_outputs)
+    kwargs = {
+        k: getattr(cfg, k)
+        for k in (
+            "vocab_size",
+            "d_model",
+            "d_kv",
+            "d_ff",
+            "num_layers",
+            "num_decoder_layers",
+            "num_heads",
+            "relative_attention_num_buckets",
+            "relative_attention_max_distance",
+            "layer_norm_epsilon",
+        )
+    }
+    hf_cfg = transformers.T5Config(
+        **kwargs, feed_forward_proj="gated-gelu", dropout_rate=0.0, tie_word_embeddings=scale_decoder_outputs
+    )
     model = transformers.T5ForConditionalGeneration(hf_cfg)
     with torch.no_grad():  # break the default init's symmetries so every tensor matters
         for p in model.parameters():

@@ -42,10 +42,15 @@ def test_encoder_and_logits_match_pytorch_on_padded_batches(pair):
     dec_ids, dec_mask = padded_batch(rng, TINY_HF.vocab_size, [4, 6, 1, 6], 6)
     dec_ids[:, 0] = 0  # decoder start
     with torch.no_grad():
-        t_enc = reference.encoder(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
-        t_logits = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                             decoder_input_ids=torch.tensor(dec_ids),
-                             decoder_attention_mask=torch.tensor(dec_mask)).logits
+        t_enc = reference.encoder(
+            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)
+        ).last_hidden_state
+        t_logits = reference(
+            input_ids=torch.tensor(ids),
+            attention_mask=torch.tensor(mask),
+            decoder_input_ids=torch.tensor(dec_ids),
+            decoder_attention_mask=torch.tensor(dec_mask),
+        ).logits
     enc = model.encode(jnp.asarray(ids), jnp.asarray(mask))
     logits = model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(dec_ids), jnp.asarray(dec_mask))
     valid, dec_valid = mask.astype(bool), dec_mask.astype(bool)  # padded positions are unspecified
@@ -58,7 +63,9 @@ def test_long_inputs_use_the_logarithmic_buckets(pair):
     reference, model, _ = pair
     ids, mask = padded_batch(np.random.default_rng(1), TINY_HF.vocab_size, [60, 41], 60)
     with torch.no_grad():
-        t_enc = reference.encoder(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
+        t_enc = reference.encoder(
+            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)
+        ).last_hidden_state
     enc = np.asarray(model.encode(jnp.asarray(ids), jnp.asarray(mask)))
     assert rel_err(enc[mask.astype(bool)], t_enc.numpy()[mask.astype(bool)]) < RTOL
 
@@ -78,8 +85,11 @@ def test_tied_rescaled_head_and_pytorch_bin(tmp_path, file_format):
     ids, mask = padded_batch(np.random.default_rng(2), cfg.vocab_size, [9, 4], 9)
     dec = np.array([[0, 5, 7], [0, 3, 1]])
     with torch.no_grad():
-        t_logits = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                             decoder_input_ids=torch.tensor(dec)).logits.numpy()
+        t_logits = reference(
+            input_ids=torch.tensor(ids),
+            attention_mask=torch.tensor(mask),
+            decoder_input_ids=torch.tensor(dec),
+        ).logits.numpy()
     logits = model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(dec))
     assert rel_err(logits, t_logits) < RTOL
 

@@ -20,7 +20,8 @@ _GOLDEN = 0x9E3779B9
 _RESOLUTION = 2.0**-24  # uniforms are multiples of this, in [0, 1)
 
 
-def _fmix32(h: jax.Array) -> jax.Array:
+def fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijection on uint32 with full avalanche."""
     h = h ^ (h >> 16)
     h = h * jnp.uint32(0x85EBCA6B)
     h = h ^ (h >> 13)
@@ -39,5 +40,5 @@ def uniforms(key: jax.Array, n: int) -> jax.Array:
     """(n,) float32 uniforms in [0, 1) with 24-bit resolution, determined by ``key``."""
     k0, k1 = key_words(key)
     counter = jnp.arange(n, dtype=jnp.uint32)
-    words = _fmix32(k0 ^ _fmix32(k1 + counter * jnp.uint32(_GOLDEN)))
+    words = fmix32(k0 ^ fmix32(k1 + counter * jnp.uint32(_GOLDEN)))
     return (words >> 8).astype(jnp.float32) * jnp.float32(_RESOLUTION)

@@ -50,15 +50,31 @@ class T5Config:
         values = {k: v for k, v in hf.items() if k in names}
         values.setdefault("num_decoder_layers", hf.get("num_layers", cls.num_layers))
         values["tie_word_embeddings"] = not has_lm_head
-        values["scale_decoder_outputs"] = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings") is not False)
+        values["scale_decoder_outputs"] = hf.get(
+            "scale_decoder_outputs", hf.get("tie_word_embeddings") is not False
+        )
         return cls(**values)
 
 
 #: Named configurations: the three Flan-T5 sizes and a tiny one for tests and CPU demos.
 CONFIGS: dict[str, T5Config] = {
-    "flan-t5-small": T5Config(d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8, num_heads=6),
-    "flan-t5-base": T5Config(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12),
-    "flan-t5-large": T5Config(d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_decoder_layers=24, num_heads=16),
-    "tiny": T5Config(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
-                     relative_attention_max_distance=64),
+    "flan-t5-small": T5Config(
+        d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8, num_heads=6
+    ),
+    "flan-t5-base": T5Config(
+        d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12
+    ),
+    "flan-t5-large": T5Config(
+        d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_decoder_layers=24, num_heads=16
+    ),
+    "tiny": T5Config(
+        vocab_size=256,
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        relative_attention_max_distance=64,
+    ),
 }

@@ -10,15 +10,21 @@ nothing is ever left randomly initialised.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxmac.models.config import T5Config
+from jaxmac.env import UDTSEnv
+from jaxmac.language import PromptTemplate, build_word_tokenizer
+from jaxmac.models.config import CONFIGS, T5Config
 from jaxmac.models.t5 import T5, Attention, GatedGeluFF
 
 #: Tensors that duplicate ``shared.weight`` in transformers' checkpoints.
@@ -51,25 +57,31 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 def read_tensors(checkpoint: Path) -> dict[str, np.ndarray]:
     """All tensors of a checkpoint directory as float32 NumPy arrays, by transformers' names."""
-    single, index, torch_bin = (checkpoint / n for n in
-                                ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"))
+    single, index, torch_bin = (
+        checkpoint / n for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    )
     if single.is_file() or index.is_file():
         from safetensors.numpy import load_file
 
-        files = [single] if single.is_file() else sorted(
-            {checkpoint / f for f in json.loads(index.read_text())["weight_map"].values()})
+        files = (
+            [single]
+            if single.is_file()
+            else sorted({checkpoint / f for f in json.loads(index.read_text())["weight_map"].values()})
+        )
         tensors = {k: v for f in files for k, v in load_file(f).items()}
     elif torch_bin.is_file():
         try:
             import torch
         except ImportError as e:
-            raise ImportError(f"{torch_bin} is a PyTorch file: install torch to read it, or convert it to "
-                              "model.safetensors") from e
+            raise ImportError(
+                f"{torch_bin} is a PyTorch file: install torch to read it, or convert it to model.safetensors"
+            ) from e
         state = torch.load(torch_bin, map_location="cpu", weights_only=True)
         tensors = {k: v.float().numpy() for k, v in state.items()}
     else:
-        raise FileNotFoundError(f"{checkpoint} has no model.safetensors, model.safetensors.index.json "
-                                "or pytorch_model.bin")
+        raise FileNotFoundError(
+            f"{checkpoint} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin"
+        )
     return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
 
 
@@ -116,8 +128,10 @@ def load_weights(model: T5, tensors: dict[str, np.ndarray], source: str) -> T5:
             raise ValueError(f"{source}: tensor {name!r} is missing from the checkpoint")
         value = tensors[name].T if transpose else tensors[name]
         if value.shape != param.get_value().shape:
-            raise ValueError(f"{source}: tensor {name!r} has shape {tensors[name].shape}, the model needs "
-                             f"{param.get_value().shape[::-1] if transpose else param.get_value().shape}")
+            raise ValueError(
+                f"{source}: tensor {name!r} has shape {tensors[name].shape}, the model needs "
+                f"{param.get_value().shape[::-1] if transpose else param.get_value().shape}"
+            )
         param.set_value(jnp.asarray(value, jnp.float32))
         unused.discard(name)
     if unused:
@@ -134,3 +148,55 @@ def load_pretrained_t5(checkpoint: Path, dtype: jnp.dtype = jnp.float32) -> T5:
     cfg = T5Config.from_hf(hf, "lm_head.weight" in tensors)
     model = nnx.eval_shape(lambda: T5(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
     return load_weights(model, tensors, str(checkpoint))
+
+
+def prompt_tokenizer(env: UDTSEnv) -> Any:
+    """The built-in word tokenizer for ``env``'s prompts (both SIE variants and all candidates),
+    saved under ``$JAXMAC_CACHE`` (default ~/.cache/jaxmac) and loaded with ``AutoTokenizer``."""
+    texts = sorted({text for sie in (True, False) for text in PromptTemplate(env, sie).texts()})
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("JAXMAC_CACHE", Path.home() / ".cache" / "jaxmac"))
+    return build_word_tokenizer(texts, cache / "tokenizers" / digest)
+
+
+def load_t5(
+    name_or_path: str | Path,
+    *,
+    env: UDTSEnv | None = None,
+    pretrained: bool = True,
+    dtype: jnp.dtype = jnp.float32,
+    seed: int = 0,
+) -> tuple[T5, Any]:
+    """``(model, tokenizer)`` for a named configuration or a checkpoint.
+
+    * ``"tiny"``: random weights, and the word tokenizer of ``env``'s prompts (no files needed).
+    * ``"flan-t5-small"`` / ``"-base"`` / ``"-large"`` or a path: the checkpoint from the path or the
+      local HF cache, with its tokenizer. ``pretrained=False`` keeps the shapes but draws random
+      weights (the paper's Abl. PK); a named size then runs without any files, with the word
+      tokenizer, if no checkpoint is found.
+    """
+    env = UDTSEnv() if env is None else env
+    name = str(name_or_path)
+    if name == "tiny" or (name in CONFIGS and not pretrained and not _cached(name)):
+        tokenizer = prompt_tokenizer(env)
+        cfg = CONFIGS[name]
+        if name == "tiny":
+            cfg = dataclasses.replace(cfg, vocab_size=-(-len(tokenizer) // 8) * 8)
+        return T5(cfg, dtype=dtype, rngs=nnx.Rngs(seed)), tokenizer
+    checkpoint = resolve_checkpoint(name_or_path)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    if pretrained:
+        return load_pretrained_t5(checkpoint, dtype), tokenizer
+    hf = json.loads((checkpoint / "config.json").read_text())
+    cfg = T5Config.from_hf(hf, has_lm_head=not hf.get("tie_word_embeddings", True))
+    return T5(cfg, dtype=dtype, rngs=nnx.Rngs(seed)), tokenizer
+
+
+def _cached(name: str) -> bool:
+    try:
+        resolve_checkpoint(name)
+    except FileNotFoundError:
+        return False
+    return True

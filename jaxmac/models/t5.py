@@ -2,9 +2,10 @@
 
 Gated-GELU feed-forward, RMS layer norm without mean subtraction or bias, unscaled dot-product
 attention with relative position buckets computed in each stack's first layer and shared by
-the others, untied LM head (or tied, and the T5 v1.0 d_model**-0.5 rescale, as configured). No dropout: the model is
-deterministic, at inference and in PPO fine-tuning alike. Parameters are float32; ``dtype``
-sets the compute dtype (e.g. bfloat16); norms and softmax always run in float32.
+the others, untied LM head (or tied, and the T5 v1.0 d_model**-0.5 rescale, as configured).
+No dropout: the model is deterministic, at inference and in PPO fine-tuning alike.
+Parameters are float32; ``dtype`` sets the compute dtype (e.g. bfloat16); norms and softmax
+always run in float32.
 
 Shapes: B batch, L encoder length, D decoder length, d d_model, H heads, V vocab.
 """
@@ -37,7 +38,9 @@ def _dense(d_in: int, d_out: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Linea
     return nnx.Linear(d_in, d_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
-def relative_position_bucket(relative: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int) -> jax.Array:
+def relative_position_bucket(
+    relative: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int
+) -> jax.Array:
     """T5's bucketing of key_position - query_position: exact up to num_buckets/2 (per
     direction), logarithmic up to max_distance, clipped beyond."""
     bucket = jnp.zeros_like(relative)
@@ -48,7 +51,9 @@ def relative_position_bucket(relative: jax.Array, bidirectional: bool, num_bucke
     else:
         distance = -jnp.minimum(relative, 0)
     max_exact = num_buckets // 2
-    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact) / math.log(max_distance / max_exact)
+    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact) / math.log(
+        max_distance / max_exact
+    )
     large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(relative.dtype)
     large = jnp.minimum(large, num_buckets - 1)
     return bucket + jnp.where(distance < max_exact, distance, large)
@@ -57,8 +62,9 @@ def relative_position_bucket(relative: jax.Array, bidirectional: bool, num_bucke
 class Attention(nnx.Module):
     """Multi-head attention without the 1/sqrt(d_kv) scale (folded into T5's initialisation)."""
 
-    def __init__(self, cfg: T5Config, relative_bias: bool, bidirectional: bool, dtype: jnp.dtype,
-                 rngs: nnx.Rngs) -> None:
+    def __init__(
+        self, cfg: T5Config, relative_bias: bool, bidirectional: bool, dtype: jnp.dtype, rngs: nnx.Rngs
+    ) -> None:
         inner = cfg.num_heads * cfg.d_kv
         self.q = _dense(cfg.d_model, inner, dtype, rngs)
         self.k = _dense(cfg.d_model, inner, dtype, rngs)
@@ -66,15 +72,20 @@ class Attention(nnx.Module):
         self.o = _dense(inner, cfg.d_model, dtype, rngs)
         self.relative_attention_bias = (
             nnx.Embed(cfg.relative_attention_num_buckets, cfg.num_heads, param_dtype=jnp.float32, rngs=rngs)
-            if relative_bias else None
+            if relative_bias
+            else None
         )
         self.cfg, self.bidirectional = cfg, bidirectional
 
     def position_bias(self, q_len: int, k_len: int) -> jax.Array:
         """(1, H, q_len, k_len) float32 learned bias of each query/key offset."""
         relative = jnp.arange(k_len)[None, :] - jnp.arange(q_len)[:, None]
-        buckets = relative_position_bucket(relative, self.bidirectional, self.cfg.relative_attention_num_buckets,
-                                           self.cfg.relative_attention_max_distance)
+        buckets = relative_position_bucket(
+            relative,
+            self.bidirectional,
+            self.cfg.relative_attention_num_buckets,
+            self.cfg.relative_attention_max_distance,
+        )
         return jnp.transpose(self.relative_attention_bias(buckets), (2, 0, 1))[None].astype(jnp.float32)
 
     def __call__(self, x: jax.Array, kv: jax.Array, bias: jax.Array) -> jax.Array:
@@ -122,10 +133,17 @@ class DecoderBlock(nnx.Module):
         self.ff_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
         self.ff = GatedGeluFF(cfg, dtype, rngs)
 
-    def __call__(self, x: jax.Array, encoded: jax.Array, self_bias: jax.Array, cross_bias: jax.Array) -> jax.Array:
-        h = self.self_attention_norm(x)
-        x = x + self.self_attention(h, h, self_bias)
-        x = x + self.cross_attention(self.cross_attention_norm(x), encoded, cross_bias)
+    def __call__(
+        self, x: jax.Array, encoded: jax.Array, self_bias: jax.Array, cross_bias: jax.Array
+    ) -> jax.Array:
+        """x: (B, C, D, d), C decoder sequences per encoded input (B, L, d). Self-attention runs
+        per sequence; cross-attention treats the C*D queries of an input as one axis (each query
+        attends independently), so the encoder states are shared, never copied."""
+        b, c, length, d = x.shape
+        h = self.self_attention_norm(x).reshape(b * c, length, d)
+        x = x + self.self_attention(h, h, self_bias).reshape(x.shape)
+        h = self.cross_attention_norm(x).reshape(b, c * length, d)
+        x = x + self.cross_attention(h, encoded, cross_bias).reshape(x.shape)
         return x + self.ff(self.ff_norm(x))
 
 
@@ -145,7 +163,9 @@ class T5(nnx.Module):
         self.shared = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
         self.encoder = nnx.List([EncoderBlock(cfg, i == 0, dtype, rngs) for i in range(cfg.num_layers)])
         self.encoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
-        self.decoder = nnx.List([DecoderBlock(cfg, i == 0, dtype, rngs) for i in range(cfg.num_decoder_layers)])
+        self.decoder = nnx.List(
+            [DecoderBlock(cfg, i == 0, dtype, rngs) for i in range(cfg.num_decoder_layers)]
+        )
         self.decoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
         self.lm_head = None if cfg.tie_word_embeddings else _dense(cfg.d_model, cfg.vocab_size, dtype, rngs)
 
@@ -158,20 +178,30 @@ class T5(nnx.Module):
             x = block(x, bias)
         return self.encoder_norm(x)
 
-    def decode(self, decoder_input_ids: jax.Array, encoded: jax.Array, attention_mask: jax.Array,
-               decoder_attention_mask: jax.Array | None = None) -> jax.Array:
-        """(B, D) ids attending causally to themselves and to ``encoded`` (B, L, d) under
-        ``attention_mask`` (B, L) -> (B, D, d) final-normed decoder states."""
-        length = decoder_input_ids.shape[1]
+    def decode(
+        self,
+        decoder_input_ids: jax.Array,
+        encoded: jax.Array,
+        attention_mask: jax.Array,
+        decoder_attention_mask: jax.Array | None = None,
+    ) -> jax.Array:
+        """Decoder ids (B, D), or (B, C, D) for C sequences per input, attending causally to
+        themselves and to ``encoded`` (B, L, d) under ``attention_mask`` (B, L) -> final-normed
+        decoder states (B, D, d) or (B, C, D, d)."""
+        grouped = decoder_input_ids.ndim == 3
+        ids = decoder_input_ids if grouped else decoder_input_ids[:, None]
+        b, c, length = ids.shape
         causal = jnp.tril(jnp.ones((length, length), bool))[None]
         if decoder_attention_mask is not None:
-            causal = causal & decoder_attention_mask[:, None, :].astype(bool)
+            keys = decoder_attention_mask if grouped else decoder_attention_mask[:, None]
+            causal = causal & keys.reshape(b * c, 1, length).astype(bool)
         self_bias = self.decoder[0].self_attention.position_bias(length, length) + _mask_bias(causal)
         cross_bias = _mask_bias(attention_mask)
-        x = self.shared(decoder_input_ids)
+        x = self.shared(ids)
         for block in self.decoder:
             x = block(x, encoded, self_bias, cross_bias)
-        return self.decoder_norm(x)
+        x = self.decoder_norm(x)
+        return x if grouped else x[:, 0]
 
     def lm_logits(self, hidden: jax.Array) -> jax.Array:
         """(..., d) decoder states -> (..., V) float32 logits."""
@@ -180,7 +210,12 @@ class T5(nnx.Module):
         logits = self.shared.attend(hidden) if self.lm_head is None else self.lm_head(hidden)
         return logits.astype(jnp.float32)
 
-    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, decoder_input_ids: jax.Array,
-                 decoder_attention_mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        decoder_input_ids: jax.Array,
+        decoder_attention_mask: jax.Array | None = None,
+    ) -> jax.Array:
         encoded = self.encode(input_ids, attention_mask)
         return self.lm_logits(self.decode(decoder_input_ids, encoded, attention_mask, decoder_attention_mask))

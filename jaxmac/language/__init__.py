@@ -1,0 +1,15 @@
+"""SIE prompts, their compilation to token ids inside jit, and the tiny model's tokenizer."""
+
+from jaxmac.language.compiler import PromptCompiler, Prompts
+from jaxmac.language.prompts import AGENTS, PromptTemplate, render_prompt, render_prompts
+from jaxmac.language.tokenizer import build_word_tokenizer
+
+__all__ = [
+    "AGENTS",
+    "PromptCompiler",
+    "PromptTemplate",
+    "Prompts",
+    "build_word_tokenizer",
+    "render_prompt",
+    "render_prompts",
+]

@@ -1,0 +1,36 @@
+"""The word-level tokenizer of the ``tiny`` model, built in-process from the prompt vocabulary.
+
+Deterministic (sorted vocabulary), T5's conventions (``<pad>`` = 0, ``</s>`` = 1 appended to
+every text, ``<unk>`` = 2), and saved and loaded through ``transformers.AutoTokenizer`` like a
+real checkpoint's tokenizer. Words are split on whitespace, then punctuation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import transformers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+SPECIALS = ("<pad>", "</s>", "<unk>")
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+
+
+def build_word_tokenizer(texts: Iterable[str], directory: Path) -> transformers.PreTrainedTokenizerBase:
+    """A tokenizer knowing every word of ``texts``, saved to ``directory`` and loaded back."""
+    splitter = _pre_tokenizer()
+    words = sorted({piece for text in texts for piece, _ in splitter.pre_tokenize_str(text)})
+    vocab = {w: i for i, w in enumerate([*SPECIALS, *words])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = splitter
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(directory)
+    return transformers.AutoTokenizer.from_pretrained(directory)
