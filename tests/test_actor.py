@@ -12,6 +12,7 @@ from jaxmac.env import UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate
 from jaxmac.models import (
     Candidates,
+    CandidateSet,
     LanguageActorCritic,
     act,
     choices_to_action,
@@ -57,36 +58,22 @@ def test_candidate_log_probs_match_lamorel_scoring(checkpoint, raw):
     ids = rng.integers(3, TINY_HF.vocab_size, (p, length))
     mask = np.arange(length)[None] < np.array([12, 7, 3, 12, 9])[:, None]
     ids = np.where(mask, ids, 0)
-    lengths = np.array([[3, 2, 4], [1, 3, 2]])  # agent 0 has 3 candidates, agent 1 has 2 (third invalid)
-    cand_ids = rng.integers(3, TINY_HF.vocab_size, (2, 3, 4))
-    cand_mask = np.arange(4)[None, None] < lengths[..., None]
-    candidates = Candidates(
-        ids=jnp.asarray(np.where(cand_mask, cand_ids, 0), jnp.int32),
-        mask=jnp.asarray(cand_mask),
-        valid=jnp.asarray([[True, True, True], [True, True, False]]),
-    )
-    agent = np.array([0, 1, 0, 1, 1])
     model = LanguageActorCritic(load_pretrained_t5(path), rngs=nnx.Rngs(0))
-    out = model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(agent), candidates, raw_logits=raw)
-    scores = lamorel_scores(
-        reference,
-        ids,
-        mask.astype(np.int64),
-        np.asarray(candidates.ids)[agent],
-        cand_mask[agent].astype(np.float32),
-        raw,
-    )
-    valid = np.asarray(candidates.valid)[agent]
-    expected = torch.log_softmax(torch.tensor(np.where(valid, scores, -np.inf)), -1).numpy()
-    got = np.asarray(out.log_probs)
-    np.testing.assert_allclose(got[valid], expected[valid], rtol=1e-4, atol=1e-5)
-    assert np.all(np.isneginf(got[~valid]))
-    assert out.value.shape == (p,) and np.all(np.asarray(out.entropy) >= 0)
+    for lengths in ([3, 1, 4], [2, 3]):  # two candidate sets of different sizes and lengths
+        cand_mask = np.arange(4)[None] < np.array(lengths)[:, None]
+        cand_ids = np.where(cand_mask, rng.integers(3, TINY_HF.vocab_size, (len(lengths), 4)), 0)
+        candidates = CandidateSet(ids=jnp.asarray(cand_ids, jnp.int32), mask=jnp.asarray(cand_mask))
+        out = model(jnp.asarray(ids), jnp.asarray(mask), candidates, raw_logits=raw)
+        per_prompt = (np.broadcast_to(x, (p, *x.shape)) for x in (cand_ids, cand_mask.astype(np.float32)))
+        scores = lamorel_scores(reference, ids, mask.astype(np.int64), *per_prompt, raw)
+        expected = torch.log_softmax(torch.tensor(scores), -1).numpy()
+        np.testing.assert_allclose(np.asarray(out.log_probs), expected, rtol=1e-4, atol=1e-5)
+        assert out.value.shape == (p,) and np.all(np.asarray(out.entropy) >= 0)
 
 
 @pytest.fixture(scope="module")
 def rollout_batch():
-    """Prompts of 32 episodes a few TTIs into contention_free: many repeat."""
+    """Prompts of 16 episodes a few TTIs into contention_free: many repeat."""
     env = UDTSEnv(max_ues=4, buffer_size=5)
     t5, tok = load_t5("tiny", env=env)
     template = PromptTemplate(env)
@@ -102,36 +89,27 @@ def rollout_batch():
             )
         return compiler(obs)
 
-    prompts = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), 32))
-    e, rows, length = prompts.ids.shape
-    agent = jnp.tile(jnp.repeat(jnp.arange(2), env.max_ues), e)
+    prompts = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), 16))
+    flat = jax.tree.map(lambda x: x.reshape(-1, x.shape[-1]), prompts)  # (16 * M, L) per group
     model = LanguageActorCritic(t5, value_hidden=32, rngs=nnx.Rngs(1))
-    return (
-        model,
-        prompts.ids.reshape(e * rows, length),
-        prompts.mask.reshape(e * rows, length),
-        agent,
-        Candidates.build(template, tok),
-    )
+    return model, flat, Candidates.build(template, tok)
 
 
-@pytest.mark.parametrize("capacity", [256, 8])  # 8 < distinct rows: the exact fallback runs
-def test_dedup_gives_identical_outputs_and_gradients(rollout_batch, capacity):
-    model, ids, mask, agent, candidates = rollout_batch
-    _, _, distinct = group_rows(jnp.concatenate([agent[:, None], ids], axis=1), capacity)
-    assert 8 < int(distinct) <= 256 and ids.shape[0] == 256  # so both paths are exercised
+def test_dedup_gives_identical_outputs_and_gradients(rollout_batch):
+    model, prompts, candidates = rollout_batch
+    ids, mask = prompts.ue_ids, prompts.ue_mask
+    distinct = int(group_rows(ids, 64)[2])
+    assert ids.shape[0] == 64 and 8 < distinct <= 32  # capacity (8, 32) runs the 32 rung
     graph, params = nnx.split(model)
 
-    def loss(params, dedup):
-        out = act(
-            nnx.merge(graph, params), ids, mask, agent, candidates, dedup_capacity=capacity if dedup else None
-        )
-        return jnp.sum(jnp.where(jnp.isfinite(out.log_probs), out.log_probs, 0.0) * 0.3) + jnp.sum(
-            out.value**2
-        ), out
+    def loss(params, capacity):
+        out = act(nnx.merge(graph, params), ids, mask, candidates.ue, dedup_capacity=capacity)
+        return jnp.sum(out.log_probs * 0.3) + jnp.sum(out.value**2), out
 
-    (l_full, out_full), g_full = jax.jit(jax.value_and_grad(lambda p: loss(p, False), has_aux=True))(params)
-    (l_dedup, out_dedup), g_dedup = jax.jit(jax.value_and_grad(lambda p: loss(p, True), has_aux=True))(params)
+    (l_full, out_full), g_full = jax.jit(jax.value_and_grad(lambda p: loss(p, None), has_aux=True))(params)
+    (l_dedup, out_dedup), g_dedup = jax.jit(jax.value_and_grad(lambda p: loss(p, (8, 32)), has_aux=True))(
+        params
+    )
     np.testing.assert_allclose(out_full.log_probs, out_dedup.log_probs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out_full.value, out_dedup.value, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(l_full, l_dedup, rtol=1e-5)
@@ -141,6 +119,36 @@ def test_dedup_gives_identical_outputs_and_gradients(rollout_batch, capacity):
         g_full,
         g_dedup,
     )
+
+
+def test_dedup_falls_back_to_all_rows_when_capacity_is_exceeded(rollout_batch):
+    model, prompts, candidates = rollout_batch
+    ids, mask = prompts.bs_ids, prompts.bs_mask
+    assert int(group_rows(ids, 64)[2]) > 4
+    full, fallback = (
+        jax.jit(lambda i, m, c=cap: act(model, i, m, candidates.bs, dedup_capacity=c))(ids, mask)
+        for cap in (None, 4)
+    )
+    np.testing.assert_allclose(full.log_probs, fallback.log_probs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [16, 1000])
+def test_chunked_dedup_gives_identical_outputs(rollout_batch, chunk):
+    model, prompts, candidates = rollout_batch
+    graph, params = nnx.split(model)
+    for ids, mask, cands in (
+        (prompts.ue_ids, prompts.ue_mask, candidates.ue),
+        (prompts.bs_ids, prompts.bs_mask, candidates.bs),
+    ):
+        full, dedup = (
+            jax.jit(lambda p, i, m, c, k=kw: act(nnx.merge(graph, p), i, m, c, **k))(params, ids, mask, cands)
+            for kw in ({}, {"dedup_chunk": chunk})
+        )
+        np.testing.assert_allclose(full.log_probs, dedup.log_probs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(full.value, dedup.value, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(full.entropy, dedup.entropy, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        act(model, ids, mask, cands, dedup_chunk=4, dedup_capacity=4)
 
 
 def test_fusion_is_the_weighted_mean_over_active_agents():
@@ -155,7 +163,7 @@ def test_choice_decoding_follows_the_candidate_order():
     env = UDTSEnv(max_ues=2)
     template = PromptTemplate(env)
     for c, text in enumerate(template.ue_candidates):
-        action = choices_to_action(jnp.array([c, 0, 2, 1]), env.ucm_vocab)
+        action = choices_to_action(jnp.array([c, 0]), jnp.array([2, 1]), env.ucm_vocab)
         assert (
             f"{('nothing', 'transmit', 'delete')[int(action.ue[0])]} {env.ucm_words[int(action.ucm[0])]}"
             == text

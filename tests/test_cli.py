@@ -70,3 +70,19 @@ def test_parse_ues():
     for bad in ("4-2", "a", "1-"):
         with pytest.raises(argparse.ArgumentTypeError, match="--ues"):
             parse_ues(bad)
+
+
+def test_prompt_command_prints_the_prompt_and_probabilities(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXMAC_CACHE", str(tmp_path))
+    assert main(["prompt", "--agent", "bs", "--ue", "2", "--n-ues", "3", "--ttis", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "choose the downlink signal to UE 2" in out
+    probs = [float(line.split()[0]) for line in out.splitlines()[-3:]]
+    assert [line.split()[1] for line in out.splitlines()[-3:]] == ["null", "schedule_grant", "acknowledge"]
+    assert abs(sum(probs) - 1) < 1e-3
+    for argv, message in (
+        (["--ue", "4", "--n-ues", "3"], "--ue must be in"),
+        (["--model", "/no/such/dir"], "no checkpoint directory"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            main(["prompt", *argv])

@@ -68,12 +68,13 @@ def test_assembled_ids_equal_tokenized_render(kind, sie, data, tmp_path_factory)
     template, tok, compiler, assemble = compiled(env_index, sie, kind, str(tmp_path_factory.getbasetemp()))
     obs = data.draw(observations(env))
     prompts = assemble(jax.tree.map(jnp.asarray, obs))
-    ids, mask = np.asarray(prompts.ids), np.asarray(prompts.mask)
-    assert ids.shape == (2 * env.max_ues, compiler.max_len)
-    texts = render_prompts(template, obs, "ue") + render_prompts(template, obs, "bs")
-    for row, (text, expected) in enumerate(zip(texts, tok(texts)["input_ids"], strict=True)):
-        assert ids[row][mask[row]].tolist() == expected, (row, text)
-        assert mask[row].sum() == len(expected) and not mask[row][len(expected) :].any()
+    for agent in ("ue", "bs"):
+        ids, mask = (np.asarray(getattr(prompts, f"{agent}_{f}")) for f in ("ids", "mask"))
+        assert ids.shape == (env.max_ues, compiler.max_len[agent])
+        texts = render_prompts(template, obs, agent)
+        for row, (text, expected) in enumerate(zip(texts, tok(texts)["input_ids"], strict=True)):
+            assert ids[row][mask[row]].tolist() == expected, (agent, row, text)
+            assert mask[row].sum() == len(expected) and not mask[row][len(expected) :].any()
 
 
 def test_prompts_name_the_agent_and_target():

@@ -122,3 +122,15 @@ def test_unsupported_config_and_offline_error(tmp_path):
         load_pretrained_t5(tmp_path)
     with pytest.raises(FileNotFoundError, match="huggingface-cli download google/flan-t5-nonexistent"):
         resolve_checkpoint("flan-t5-nonexistent")
+
+
+def test_bfloat16_compute_keeps_float32_parameters(pair):
+    _, _, path = pair
+    f32 = load_pretrained_t5(path)
+    bf16 = load_pretrained_t5(path, dtype=jnp.bfloat16)
+    assert bf16.encoder[0].attention.q.kernel.get_value().dtype == jnp.float32
+    ids, mask = padded_batch(np.random.default_rng(4), TINY_HF.vocab_size, [8, 5], 8)
+    dec = jnp.array([[0, 4, 9], [0, 7, 1]])
+    a = f32(jnp.asarray(ids), jnp.asarray(mask), dec)
+    b = bf16(jnp.asarray(ids), jnp.asarray(mask), dec)
+    assert b.dtype == jnp.float32 and rel_err(b, a) < 0.05  # bf16 keeps ~3 significant digits

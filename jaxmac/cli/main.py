@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jaxmac.cli.options import add_env_options, env_from_options, parse_ues
+from jaxmac.cli.prompt import add_prompt_parser, cmd_prompt
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.protocols import PROTOCOLS, make_protocol
 
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
     add_env_options(ev)
     ev.set_defaults(func=cmd_eval)
+    pr = add_prompt_parser(sub)
+    add_env_options(pr)
+    pr.set_defaults(func=cmd_prompt, ues=0)
     return parser
 
 

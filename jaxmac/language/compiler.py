@@ -5,6 +5,9 @@ tokenizer (no special tokens). Inside jit, a prompt's ids are the gathered rows 
 segments, concatenated, then compacted to the left of a static maximum length, followed by
 the tokenizer's closing special tokens (T5: ``</s>``) and padding. This equals
 ``tokenizer(render_prompt(...))`` for tokenizers that split on whitespace first.
+
+UE and BS prompts are kept apart, each padded to its own static length (a UE's prompt is a
+third of the length of the BS's, which lists every UE), so neither pays for the other's.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from jaxmac.language.prompts import AGENTS, PromptTemplate
 
 @struct.dataclass
 class Prompts:
-    """All 2M prompts of one TTI: rows 0..M-1 are the UEs' own, rows M..2M-1 the BS's about each UE."""
+    """All 2M prompts of one TTI: row p of ``ue_*`` is UE p's own, row p of ``bs_*`` the BS's about UE p."""
 
-    ids: jax.Array  # (2M, L) int32 token ids, left-aligned, pad_token_id after the end
-    mask: jax.Array  # (2M, L) bool, True on real tokens
+    ue_ids: jax.Array  # (M, L_ue) int32 token ids, left-aligned, pad_token_id after the end
+    ue_mask: jax.Array  # (M, L_ue) bool, True on real tokens
+    bs_ids: jax.Array  # (M, L_bs) int32
+    bs_mask: jax.Array  # (M, L_bs) bool
 
 
 def _pad_rows(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +52,7 @@ class PromptCompiler:
         init=False
     )  # (ids (n, w), lengths (n,))
     suffix: tuple[int, ...] = dataclasses.field(init=False)
-    max_len: int = dataclasses.field(init=False)
+    max_len: dict[str, int] = dataclasses.field(init=False)  # static prompt length per agent
 
     def __post_init__(self) -> None:
         tok = self.tokenizer
@@ -57,10 +62,12 @@ class PromptCompiler:
             for table in self.template.tables
         )
         suffix = tuple(tok("")["input_ids"])
-        widths = [sum(tables[t][0].shape[1] for t in self.template.table_ids(a)) for a in AGENTS]
+        widths = {
+            a: sum(tables[t][0].shape[1] for t in self.template.table_ids(a)) + len(suffix) for a in AGENTS
+        }
         object.__setattr__(self, "tables", tables)
         object.__setattr__(self, "suffix", suffix)
-        object.__setattr__(self, "max_len", max(widths) + len(suffix))
+        object.__setattr__(self, "max_len", widths)
 
     def assemble(self, rows: jax.Array, agent: str) -> tuple[jax.Array, jax.Array]:
         """(P, S) table rows of P prompts -> ids (P, L) and mask (P, L)."""
@@ -75,15 +82,14 @@ class PromptCompiler:
         suffix = jnp.broadcast_to(jnp.asarray(self.suffix, jnp.int32), (p, len(self.suffix)))
         tokens = jnp.concatenate([*pieces, suffix], axis=1)
         keep = jnp.concatenate([*valid, jnp.ones_like(suffix, bool)], axis=1)
-        position = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, self.max_len)  # out of range: dropped
+        length = self.max_len[agent]
+        position = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, length)  # out of range: dropped
         prompt = jnp.arange(p)[:, None]
-        ids = jnp.full((p, self.max_len), self.tokenizer.pad_token_id, jnp.int32)
+        ids = jnp.full((p, length), self.tokenizer.pad_token_id, jnp.int32)
         ids = ids.at[prompt, position].set(tokens, mode="drop")
-        mask = jnp.zeros((p, self.max_len), bool).at[prompt, position].set(True, mode="drop")
+        mask = jnp.zeros((p, length), bool).at[prompt, position].set(True, mode="drop")
         return ids, mask
 
     def __call__(self, obs: Observation) -> Prompts:
-        parts = [self.assemble(self.template.rows(obs, agent), agent) for agent in AGENTS]
-        return Prompts(
-            ids=jnp.concatenate([p[0] for p in parts]), mask=jnp.concatenate([p[1] for p in parts])
-        )
+        (ue_ids, ue_mask), (bs_ids, bs_mask) = (self.assemble(self.template.rows(obs, a), a) for a in AGENTS)
+        return Prompts(ue_ids=ue_ids, ue_mask=ue_mask, bs_ids=bs_ids, bs_mask=bs_mask)

@@ -3,6 +3,7 @@
 from jaxmac.models.actor import (
     ActorOutput,
     Candidates,
+    CandidateSet,
     LanguageActorCritic,
     act,
     choices_to_action,
@@ -17,6 +18,7 @@ from jaxmac.models.t5 import T5
 __all__ = [
     "CONFIGS",
     "ActorOutput",
+    "CandidateSet",
     "Candidates",
     "LanguageActorCritic",
     "T5",

@@ -4,13 +4,16 @@ Every prompt is encoded once; each of its candidates is scored by teacher-forcin
 candidate's tokens through the decoder (all candidates of all prompts in one batched pass,
 sharing the encoder states); a candidate's score is the sum of its token log-probabilities
 (Eq. 9; ``raw_logits=True`` sums raw logits, as the authors' code did); the policy is the
-softmax over the valid candidates (Eq. 10). The critic is an MLP on the decoder's final
-state at the first decoder position. ``fuse`` is the policy fusion of Eq. 11.
+softmax over the candidates (Eq. 10). The critic is an MLP on the decoder's final state at
+the first decoder position. ``fuse`` is the policy fusion of Eq. 11.
 
-Prompts come flattened: P = episodes x 2M rows, ``agent`` (P,) saying 0 (UE) or 1 (BS).
+The model is called once per agent group (the UEs' own prompts, the BS's prompts), each with
+its own candidates and static prompt length: P prompts of one group at a time.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,41 +21,44 @@ from flax import nnx, struct
 
 from jaxmac.env import Action
 from jaxmac.language.prompts import PromptTemplate
-from jaxmac.models.dedup import deduplicated
+from jaxmac.models.dedup import deduplicated, deduplicated_chunks
 from jaxmac.models.t5 import T5
 
-UE, BS = 0, 1
+
+@struct.dataclass
+class CandidateSet:
+    """Token ids of one agent group's candidate answers."""
+
+    ids: jax.Array  # (C, Lc) int32, the tokenizer's ids of each candidate string (with </s>), padded
+    mask: jax.Array  # (C, Lc) bool, real tokens
+
+    @classmethod
+    def build(cls, texts: Sequence[str], tokenizer: object) -> CandidateSet:
+        rows = [tokenizer(t)["input_ids"] for t in texts]
+        length = max(len(r) for r in rows)
+        ids = [r + [tokenizer.pad_token_id] * (length - len(r)) for r in rows]
+        mask = [[True] * len(r) + [False] * (length - len(r)) for r in rows]
+        return cls(ids=jnp.asarray(ids, jnp.int32), mask=jnp.asarray(mask, bool))
 
 
 @struct.dataclass
 class Candidates:
-    """Token ids of every candidate answer; row 0 the UE's, row 1 the BS's, padded to C."""
+    """The UEs' candidates (``"{action} {ucm}"``) and the BS's (``"{dcm}"``), in template order."""
 
-    ids: jax.Array  # (2, C, Lc) int32, the tokenizer's ids of each candidate string (with </s>)
-    mask: jax.Array  # (2, C, Lc) bool, real tokens
-    valid: jax.Array  # (2, C) bool, real candidates (the BS has fewer than the UE)
+    ue: CandidateSet
+    bs: CandidateSet
 
     @classmethod
     def build(cls, template: PromptTemplate, tokenizer: object) -> Candidates:
-        lists = [
-            [tokenizer(c)["input_ids"] for c in cands]
-            for cands in (template.ue_candidates, template.bs_candidates)
-        ]
-        n_cand = max(len(x) for x in lists)
-        length = max(len(t) for x in lists for t in x)
-        ids = jnp.full((2, n_cand, length), tokenizer.pad_token_id, jnp.int32)
-        mask = jnp.zeros((2, n_cand, length), bool)
-        for a, cands in enumerate(lists):
-            for c, toks in enumerate(cands):
-                ids = ids.at[a, c, : len(toks)].set(jnp.asarray(toks, jnp.int32))
-                mask = mask.at[a, c, : len(toks)].set(True)
-        valid = jnp.arange(n_cand)[None, :] < jnp.asarray([len(x) for x in lists])[:, None]
-        return cls(ids=ids, mask=mask, valid=valid)
+        return cls(
+            ue=CandidateSet.build(template.ue_candidates, tokenizer),
+            bs=CandidateSet.build(template.bs_candidates, tokenizer),
+        )
 
 
 @struct.dataclass
 class ActorOutput:
-    log_probs: jax.Array  # (P, C) float32 log pi(candidate | prompt), -inf on invalid candidates
+    log_probs: jax.Array  # (P, C) float32 log pi(candidate | prompt)
     entropy: jax.Array  # (P,) float32 entropy of each decision
     value: jax.Array  # (P,) float32 critic value of each prompt
 
@@ -87,18 +93,15 @@ class LanguageActorCritic(nnx.Module):
         self,
         prompt_ids: jax.Array,
         prompt_mask: jax.Array,
-        agent: jax.Array,
-        candidates: Candidates,
+        candidates: CandidateSet,
         raw_logits: bool = False,
     ) -> ActorOutput:
-        """prompt_ids, prompt_mask: (P, L); agent: (P,) 0 UE / 1 BS."""
-        ids, mask, valid = (
-            candidates.ids[agent],
-            candidates.mask[agent],
-            candidates.valid[agent],
-        )  # (P, C, Lc)
+        """prompt_ids, prompt_mask: (P, L) prompts of one agent group."""
+        p = prompt_ids.shape[0]
+        ids = jnp.broadcast_to(candidates.ids, (p, *candidates.ids.shape))  # (P, C, Lc)
+        mask = jnp.broadcast_to(candidates.mask, ids.shape)
         encoded = self.t5.encode(prompt_ids, prompt_mask)
-        start = jnp.full(ids.shape[:2] + (1,), self.t5.cfg.decoder_start_token_id, jnp.int32)
+        start = jnp.full((*ids.shape[:2], 1), self.t5.cfg.decoder_start_token_id, jnp.int32)
         decoder_ids = jnp.concatenate([start, ids[..., :-1]], axis=-1)  # teacher forcing
         decoder_mask = jnp.concatenate([jnp.ones_like(start, bool), mask[..., :-1]], axis=-1)
         hidden = self.t5.decode(decoder_ids, encoded, prompt_mask, decoder_mask)  # (P, C, Lc, d)
@@ -107,9 +110,8 @@ class LanguageActorCritic(nnx.Module):
         if not raw_logits:
             token = token - jax.nn.logsumexp(logits, axis=-1)  # log p(token | prompt, prefix)
         score = jnp.sum(jnp.where(mask, token, 0.0), axis=-1)  # Eq. 9
-        log_probs = jax.nn.log_softmax(jnp.where(valid, score, -jnp.inf), axis=-1)  # Eq. 10
-        probs = jnp.exp(log_probs)
-        entropy = -jnp.sum(jnp.where(valid, probs * log_probs, 0.0), axis=-1)
+        log_probs = jax.nn.log_softmax(score, axis=-1)  # Eq. 10
+        entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
         value = self.value_head(hidden[:, 0, 0])  # first decoder position (same for every candidate)
         return ActorOutput(log_probs=log_probs, entropy=entropy, value=value)
 
@@ -118,44 +120,49 @@ def act(
     model: LanguageActorCritic,
     prompt_ids: jax.Array,
     prompt_mask: jax.Array,
-    agent: jax.Array,
-    candidates: Candidates,
+    candidates: CandidateSet,
     *,
-    dedup_capacity: int | None = None,
+    dedup_capacity: int | Sequence[int] | None = None,
+    dedup_chunk: int | None = None,
     raw_logits: bool = False,
 ) -> ActorOutput:
-    """``model(...)`` on a flattened batch of P prompts, run on the distinct (prompt, agent) rows
-    only when ``dedup_capacity`` is set (falling back to all rows if there are more)."""
+    """``model(...)`` on P prompts of one agent group, optionally on its distinct prompts only
+    (``jaxmac.models.dedup``): ``dedup_chunk`` for rollouts and evaluation (work follows the
+    distinct count, not differentiable), ``dedup_capacity`` (a capacity or a ladder of them)
+    where gradients are needed. Either gives the same numbers as no dedup."""
 
-    def run(ids: jax.Array, mask: jax.Array, agent: jax.Array) -> ActorOutput:
-        return model(ids, mask, agent, candidates, raw_logits)
+    def run(ids: jax.Array, mask: jax.Array) -> ActorOutput:
+        return model(ids, mask, candidates, raw_logits)
 
-    if dedup_capacity is None:
-        return run(prompt_ids, prompt_mask, agent)
-    keys = jnp.concatenate([agent[:, None], prompt_ids * 2 + prompt_mask], axis=1)
-    return deduplicated(run, dedup_capacity, keys, prompt_ids, prompt_mask, agent)
+    keys = prompt_ids * 2 + prompt_mask
+    if dedup_capacity is not None and dedup_chunk is not None:
+        raise ValueError("give dedup_capacity (differentiable) or dedup_chunk (inference), not both")
+    if dedup_chunk is not None:
+        return deduplicated_chunks(run, dedup_chunk, keys, prompt_ids, prompt_mask)
+    if dedup_capacity is not None:
+        return deduplicated(run, dedup_capacity, keys, prompt_ids, prompt_mask)
+    return run(prompt_ids, prompt_mask)
 
 
 def fuse(values: jax.Array, active: jax.Array, consensus: jax.Array | None = None) -> jax.Array:
-    """Eq. 11: the weighted mean over active agents of per-decision ``values`` (..., 2M), e.g. the
-    chosen candidates' log-probabilities (joint log-probability) or the critic values (team
-    value). ``active`` (..., M) masks both the UE decisions and the BS decisions about padded
-    slots; ``consensus`` (..., 2M) are the consensus factors (default 1)."""
+    """Eq. 11: the weighted mean over active agents of per-decision ``values`` (..., 2M): UE
+    decisions then the BS's, e.g. the chosen candidates' log-probabilities (the joint
+    log-probability) or the critic values (the team value). ``active`` (..., M) masks both the
+    UE decisions and the BS decisions about padded slots; ``consensus`` (..., 2M) are the
+    consensus factors (default 1)."""
     weights = jnp.concatenate([active, active], axis=-1).astype(jnp.float32)
     if consensus is not None:
         weights = weights * consensus
     return jnp.sum(weights * values, axis=-1) / jnp.maximum(jnp.sum(weights, axis=-1), 1e-9)
 
 
-def choices_to_action(choice: jax.Array, ucm_vocab: int) -> Action:
-    """(..., 2M) chosen candidate indices -> Action (..., M): UE candidate c is
+def choices_to_action(ue_choice: jax.Array, bs_choice: jax.Array, ucm_vocab: int) -> Action:
+    """Chosen candidate indices (..., M) of the UEs and of the BS -> Action. UE candidate c is
     (action c // ucm_vocab, UCM c % ucm_vocab), as ``PromptTemplate.ue_candidates`` orders them."""
-    m = choice.shape[-1] // 2
-    ue, bs = choice[..., :m], choice[..., m:]
     return Action(
-        ue=(ue // ucm_vocab).astype(jnp.int32),
-        ucm=(ue % ucm_vocab).astype(jnp.int32),
-        dcm=bs.astype(jnp.int32),
+        ue=(ue_choice // ucm_vocab).astype(jnp.int32),
+        ucm=(ue_choice % ucm_vocab).astype(jnp.int32),
+        dcm=bs_choice.astype(jnp.int32),
     )
 
 

@@ -11,6 +11,7 @@ nothing is ever left randomly initialised.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -40,6 +41,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
             raise FileNotFoundError(f"{path} is not a T5 checkpoint: it has no config.json")
         return path
     repo = str(name_or_path)
+    if repo.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"no checkpoint directory at {path}")
     if "/" not in repo:
         repo = f"google/{repo}"
     from huggingface_hub import snapshot_download
@@ -159,6 +162,13 @@ def prompt_tokenizer(env: UDTSEnv) -> Any:
     return build_word_tokenizer(texts, cache / "tokenizers" / digest)
 
 
+@functools.partial(nnx.jit, static_argnums=(0, 1, 2))
+def random_t5(cfg: T5Config, dtype: jnp.dtype, seed: int) -> T5:
+    """A randomly initialised T5, initialised in one compiled program (eagerly each parameter's
+    initialiser would compile on its own)."""
+    return T5(cfg, dtype=dtype, rngs=nnx.Rngs(seed))
+
+
 def load_t5(
     name_or_path: str | Path,
     *,
@@ -182,7 +192,7 @@ def load_t5(
         cfg = CONFIGS[name]
         if name == "tiny":
             cfg = dataclasses.replace(cfg, vocab_size=-(-len(tokenizer) // 8) * 8)
-        return T5(cfg, dtype=dtype, rngs=nnx.Rngs(seed)), tokenizer
+        return random_t5(cfg, dtype, seed), tokenizer
     checkpoint = resolve_checkpoint(name_or_path)
     from transformers import AutoTokenizer
 
@@ -191,7 +201,7 @@ def load_t5(
         return load_pretrained_t5(checkpoint, dtype), tokenizer
     hf = json.loads((checkpoint / "config.json").read_text())
     cfg = T5Config.from_hf(hf, has_lm_head=not hf.get("tie_word_embeddings", True))
-    return T5(cfg, dtype=dtype, rngs=nnx.Rngs(seed)), tokenizer
+    return random_t5(cfg, dtype, seed), tokenizer
 
 
 def _cached(name: str) -> bool:
