@@ -39,7 +39,7 @@ from flax import nnx
 from jaxmac.env import UDTSEnv
 from jaxmac.language import AGENTS, PromptCompiler, Prompts, PromptTemplate
 from jaxmac.models import CONFIGS, Candidates, CandidateSet, LanguageActorCritic, act, load_pretrained_t5
-from jaxmac.models.loading import prompt_tokenizer
+from jaxmac.models.loading import prompt_tokenizer, tiny_config
 from jaxmac.protocols import make_protocol
 
 N_UES, EPISODES, TTIS = 5, 1000, 24
@@ -110,31 +110,9 @@ def bench(name: str, args: argparse.Namespace) -> dict:
     template = PromptTemplate(env)
     compiler = PromptCompiler(template, tokenizer)
     candidates = Candidates.build(template, tokenizer)
-    cfg = CONFIGS[name]
-    if name == "tiny":
-        cfg = CONFIGS["tiny"].__class__(
-            **{**CONFIGS["tiny"].__dict__, "vocab_size": -(-len(tokenizer) // 8) * 8}
-        )
+    cfg = tiny_config(tokenizer) if name == "tiny" else CONFIGS[name]
     torch.manual_seed(0)
-    keys = (
-        "vocab_size",
-        "d_model",
-        "d_kv",
-        "d_ff",
-        "num_layers",
-        "num_decoder_layers",
-        "num_heads",
-        "relative_attention_num_buckets",
-        "relative_attention_max_distance",
-    )
-    reference = transformers.T5ForConditionalGeneration(
-        transformers.T5Config(
-            **{k: getattr(cfg, k) for k in keys},
-            feed_forward_proj="gated-gelu",
-            dropout_rate=0.0,
-            tie_word_embeddings=False,
-        )
-    ).eval()
+    reference = transformers.T5ForConditionalGeneration(transformers.T5Config(**cfg.hf_kwargs())).eval()
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(tmp)
         model = LanguageActorCritic(load_pretrained_t5(Path(tmp)), rngs=nnx.Rngs(0))

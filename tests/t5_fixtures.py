@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -33,27 +34,10 @@ def save_random_t5(
 
     transformers 5 always ties the LM head to the embedding and saves no ``lm_head.weight``;
     ``untie`` gives the head its own weights and writes them, as Flan-T5's checkpoints have.
-    (transformers 5 reads ``tie_word_embeddings=False`` as "do not rescale the decoder output".)
     """
     torch.manual_seed(seed)
-    kwargs = {
-        k: getattr(cfg, k)
-        for k in (
-            "vocab_size",
-            "d_model",
-            "d_kv",
-            "d_ff",
-            "num_layers",
-            "num_decoder_layers",
-            "num_heads",
-            "relative_attention_num_buckets",
-            "relative_attention_max_distance",
-            "layer_norm_epsilon",
-        )
-    }
-    hf_cfg = transformers.T5Config(
-        **kwargs, feed_forward_proj="gated-gelu", dropout_rate=0.0, tie_word_embeddings=scale_decoder_outputs
-    )
+    cfg = dataclasses.replace(cfg, scale_decoder_outputs=scale_decoder_outputs)
+    hf_cfg = transformers.T5Config(**cfg.hf_kwargs())
     model = transformers.T5ForConditionalGeneration(hf_cfg)
     with torch.no_grad():  # break the default init's symmetries so every tensor matters
         for p in model.parameters():

@@ -55,6 +55,29 @@ class T5Config:
         )
         return cls(**values)
 
+    def hf_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of a ``transformers.T5Config`` (version 5) of the same model. That
+        version always ties the LM head and reads ``tie_word_embeddings`` as "rescale the decoder
+        output", so an untied head has to be given its own weights after construction."""
+        shapes = (
+            "vocab_size",
+            "d_model",
+            "d_kv",
+            "d_ff",
+            "num_layers",
+            "num_decoder_layers",
+            "num_heads",
+            "relative_attention_num_buckets",
+            "relative_attention_max_distance",
+            "layer_norm_epsilon",
+        )
+        return {
+            **{k: getattr(self, k) for k in shapes},
+            "feed_forward_proj": "gated-gelu",
+            "dropout_rate": 0.0,
+            "tie_word_embeddings": self.scale_decoder_outputs,
+        }
+
 
 #: Named configurations: the three Flan-T5 sizes and a tiny one for tests and CPU demos.
 CONFIGS: dict[str, T5Config] = {

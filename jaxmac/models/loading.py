@@ -162,6 +162,11 @@ def prompt_tokenizer(env: UDTSEnv) -> Any:
     return build_word_tokenizer(texts, cache / "tokenizers" / digest)
 
 
+def tiny_config(tokenizer: Any) -> T5Config:
+    """The ``tiny`` shape with a vocabulary fitting ``tokenizer`` (rounded up to a multiple of 8)."""
+    return dataclasses.replace(CONFIGS["tiny"], vocab_size=-(-len(tokenizer) // 8) * 8)
+
+
 @functools.partial(nnx.jit, static_argnums=(0, 1, 2))
 def random_t5(cfg: T5Config, dtype: jnp.dtype, seed: int) -> T5:
     """A randomly initialised T5, initialised in one compiled program (eagerly each parameter's
@@ -189,9 +194,7 @@ def load_t5(
     name = str(name_or_path)
     if name == "tiny" or (name in CONFIGS and not pretrained and not _cached(name)):
         tokenizer = prompt_tokenizer(env)
-        cfg = CONFIGS[name]
-        if name == "tiny":
-            cfg = dataclasses.replace(cfg, vocab_size=-(-len(tokenizer) // 8) * 8)
+        cfg = tiny_config(tokenizer) if name == "tiny" else CONFIGS[name]
         return random_t5(cfg, dtype, seed), tokenizer
     checkpoint = resolve_checkpoint(name_or_path)
     from transformers import AutoTokenizer
