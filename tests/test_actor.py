@@ -20,7 +20,7 @@ from jaxmac.models import (
     load_pretrained_t5,
     load_t5,
 )
-from jaxmac.models.dedup import group_rows
+from jaxmac.models.dedup import capacity_ladder, group_rows
 from jaxmac.protocols import make_protocol
 
 
@@ -149,6 +149,13 @@ def test_chunked_dedup_gives_identical_outputs(rollout_batch, chunk):
         np.testing.assert_allclose(full.entropy, dedup.entropy, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="not both"):
         act(model, ids, mask, cands, dedup_chunk=4, dedup_capacity=4)
+    with pytest.raises(ValueError, match="dedup chunk must be >= 1"):
+        act(model, ids, mask, cands, dedup_chunk=0)
+    with pytest.raises(ValueError, match="dedup capacities must be positive"):
+        act(model, ids, mask, cands, dedup_capacity=(0, 8))
+    with pytest.raises(ValueError, match="factor >= 2"):
+        capacity_ladder(100, factor=1)
+    assert capacity_ladder(5000) == (64, 256, 1024, 4096)
 
 
 def test_fusion_is_the_weighted_mean_over_active_agents():

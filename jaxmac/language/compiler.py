@@ -57,6 +57,8 @@ class PromptCompiler:
     def __post_init__(self) -> None:
         tok = self.tokenizer
         pad = tok.pad_token_id
+        if pad is None:
+            raise ValueError("tokenizer must define a pad token (pad_token_id is None)")
         tables = tuple(
             _pad_rows([tok(s, add_special_tokens=False)["input_ids"] for s in table], pad)
             for table in self.template.tables

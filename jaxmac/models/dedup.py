@@ -47,6 +47,8 @@ def group_rows(keys: jax.Array, capacity: int) -> tuple[jax.Array, jax.Array, ja
 def capacity_ladder(rows: int, smallest: int = 64, factor: int = 4) -> tuple[int, ...]:
     """Capacities smallest, smallest*factor, ... below ``rows`` (each costs one more compiled
     branch; the work done is at most ``factor`` times the distinct rows, or all rows)."""
+    if smallest < 1 or factor < 2:
+        raise ValueError(f"capacity_ladder needs smallest >= 1 and factor >= 2, got {smallest}, {factor}")
     ladder = []
     capacity = smallest
     while capacity < rows:
@@ -61,6 +63,8 @@ def deduplicated(
     """``fn(*rows)`` for row-aligned arrays (P, ...) -> pytree of (P, ...), computed on the
     distinct rows of ``keys`` (P, K) only; identical to ``fn(*rows)``."""
     ladder = sorted({capacities} if isinstance(capacities, int) else set(capacities))
+    if not ladder or ladder[0] < 1:
+        raise ValueError(f"dedup capacities must be positive integers, got {capacities}")
     representative, group, count = group_rows(keys, ladder[-1])
 
     def on_distinct(capacity: int) -> Callable[[], Any]:
@@ -81,6 +85,8 @@ def deduplicated_chunks(fn: Callable[..., Any], chunk: int, keys: jax.Array, *ro
     so the work follows the batch's distinct rows (rounded up to ``chunk``) with one compiled
     shape. The loop's trip count is data-dependent, so this cannot be reverse-differentiated;
     under ``jax.grad`` use ``deduplicated``."""
+    if chunk < 1:
+        raise ValueError(f"dedup chunk must be >= 1, got {chunk}")
     p = keys.shape[0]
     chunk = min(chunk, p)
     representative, group, count = group_rows(keys, p)  # capacity p: every group has one
