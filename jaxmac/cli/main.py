@@ -41,6 +41,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     table = EvaluationTable([])
     key = jax.random.PRNGKey(args.seed)
+    ues = args.ues if args.ues is not None else list(range(1, args.max_ues + 1))
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -50,13 +51,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         transient=True,
     ) as bar:
         for name, policy in policies.items():
-            task = bar.add_task(f"eval {name}", total=len(args.ues) * args.episodes)
+            task = bar.add_task(f"eval {name}", total=len(ues) * args.episodes)
             try:
                 table += evaluate(
                     env,
                     policy,
                     params,
-                    args.ues,
+                    ues,
                     args.episodes,
                     key,
                     name=name,
@@ -89,14 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     pr = add_prompt_parser(sub)
     add_env_options(pr)
-    pr.set_defaults(func=cmd_prompt, ues=0)
+    pr.set_defaults(func=cmd_prompt)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "ues", 0) is None:
-        args.ues = list(range(1, args.max_ues + 1))
     return args.func(args)
 
 

@@ -67,6 +67,6 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     print(render_prompt(template, obs, args.agent, slot))
     print(f"\n({int(mask.sum())} tokens; model {args.model}; value {float(out.value[0]):.4f})")
     names = template.ue_candidates if args.agent == "ue" else template.bs_candidates
-    for name, log_p in zip(names, np.asarray(out.log_probs[0]), strict=False):
+    for name, log_p in zip(names, np.asarray(out.log_probs[0]), strict=True):
         print(f"{np.exp(log_p):8.4f}  {name}")
     return 0
