@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import jax
@@ -15,33 +12,45 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jaxmac.cli.options import add_env_options, env_from_options, parse_ues
 from jaxmac.cli.prompt import add_prompt_parser, cmd_prompt
+from jaxmac.cli.train import add_train_parsers
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.protocols import PROTOCOLS, make_protocol
+from jaxmac.training import Checkpoints, Run, RunConfig, write_json_atomic
 
 
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON to ``path`` via a temporary file and a rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
+def _scripted(args: argparse.Namespace) -> list[str]:
+    if args.policy is None:
+        return [] if args.checkpoint else ["contention_free"]
     names = args.policy.split(",")
     unknown = [n for n in names if n not in PROTOCOLS]
     if unknown:
         raise SystemExit(f"error: --policy must be from {sorted(PROTOCOLS)}, got {unknown}")
+    return names
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    names = _scripted(args)
+    runs = []
     try:
-        env, params = env_from_options(args)
+        for directory in args.checkpoint:
+            run = Run.build(RunConfig.load(directory), directory)
+            runs.append((run, run.restore(Checkpoints(directory / "checkpoints"))))
+        env, params = (
+            env_from_options(args)
+            if not runs
+            else (runs[0][0].agent.env, runs[0][0].config.base_hparams().env)
+        )
         policies = {n: make_protocol(n, env, **({"q": args.aloha_q} if n == "aloha" else {})) for n in names}
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
+    if any(run.agent.env != env for run, _ in runs):
+        raise SystemExit(
+            "error: every --checkpoint must use the same environment (max_ues, episode_len, ...)"
+        )
     console = Console(stderr=True)
     table = EvaluationTable([])
     key = jax.random.PRNGKey(args.seed)
-    ues = args.ues if args.ues is not None else list(range(1, args.max_ues + 1))
+    ues = args.ues if args.ues is not None else list(range(1, env.max_ues + 1))
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -66,6 +75,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 )
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
+        for run, state in runs:
+            bar.add_task(f"eval {run.directory}", total=None)
+            try:
+                table += run.evaluate(state, ues, args.episodes, key, greedy=args.greedy or None)
+            except ValueError as e:
+                raise SystemExit(f"error: {e}") from None
     print(table.format())
     if args.out is not None:
         write_json_atomic(args.out, table.rows)
@@ -78,8 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="evaluate policies per active-UE count (paper Fig. 3)")
     ev.add_argument(
-        "--policy", default="contention_free", help=f"comma-separated policies from {sorted(PROTOCOLS)}"
+        "--policy",
+        default=None,
+        help=f"comma-separated policies from {sorted(PROTOCOLS)} (default: contention_free alone)",
     )
+    ev.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="a run directory of jaxmac train/sweep; its newest checkpoint is evaluated (repeatable)",
+    )
+    ev.add_argument("--greedy", action="store_true", help="learned policies take their most likely decisions")
     ev.add_argument("--ues", type=parse_ues, default=None, help="UE counts, e.g. 1-8 (default 1..max-ues)")
     ev.add_argument("--episodes", type=int, default=1000, help="episodes per UE count")
     ev.add_argument("--seed", type=int, default=0)
@@ -88,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
     add_env_options(ev)
     ev.set_defaults(func=cmd_eval)
+    add_train_parsers(sub)
     pr = add_prompt_parser(sub)
     add_env_options(pr)
     pr.set_defaults(func=cmd_prompt)

@@ -19,7 +19,7 @@ def parse_ues(text: str) -> list[int]:
             counts.extend(range(lo_n, hi_n + 1))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--ues must be a count, a range LO-HI or a comma list like 1-4,8; got {text!r}"
+            f"expected a count, a range LO-HI or a comma list like 1-4,8; got {text!r}"
         ) from None
     return counts
 

@@ -30,28 +30,30 @@ Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 def _run_episodes(
     env: UDTSEnv, policy: Policy, params: EnvParams, key: jax.Array, n_ues: jax.Array, episode: jax.Array
 ) -> dict[str, jax.Array]:
-    """One full episode per lane; ``n_ues`` and ``episode`` are (lanes,) int32."""
+    """One full episode per lane; ``n_ues`` and ``episode`` are (lanes,) int32. The TTIs are a
+    ``scan`` over the vmapped lanes, so a ``batched`` policy sees every lane at once."""
+    lane_params = jax.vmap(lambda n: params.replace(n_min=n, n_max=n))(n_ues)
+    lane_keys = jax.vmap(lambda n, e: jax.random.fold_in(jax.random.fold_in(key, n), e))(n_ues, episode)
+    reset_keys, steps_keys = jnp.moveaxis(jax.vmap(jax.random.split)(lane_keys), 1, 0)
+    obs, state = jax.vmap(env.reset)(reset_keys, lane_params)
+    tti_keys = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, env.episode_len))(steps_keys), 1, 0)
+    if getattr(policy, "batched", False):
+        act = lambda keys, obs, state, params: policy(keys[0], obs, state, params)  # noqa: E731
+    else:
+        act = jax.vmap(policy)
 
-    def one(n: jax.Array, e: jax.Array) -> dict[str, jax.Array]:
-        lane_params = params.replace(n_min=n, n_max=n)
-        reset_key, steps_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, n), e))
-        obs, state = env.reset(reset_key, lane_params)
+    def tti(carry: tuple, step_keys: jax.Array) -> tuple[tuple, None]:
+        obs, state, _ = carry
+        env_keys, policy_keys = jnp.moveaxis(jax.vmap(jax.random.split)(step_keys), 1, 0)
+        action = act(policy_keys, obs, state, lane_params)
+        obs, state, _, _, info = jax.vmap(env.step)(env_keys, state, action, lane_params)
+        return (obs, state, info.episode), None
 
-        def tti(carry: tuple, step_key: jax.Array) -> tuple[tuple, None]:
-            obs, state, _ = carry
-            env_key, policy_key = jax.random.split(step_key)
-            action = policy(policy_key, obs, state, lane_params)
-            obs, state, _, _, info = env.step(env_key, state, action, lane_params)
-            return (obs, state, info.episode), None
-
-        init = (obs, state, state.totals)
-        (_, _, totals), _ = jax.lax.scan(tti, init, jax.random.split(steps_key, env.episode_len))
-        return episode_metrics(totals, env.episode_len)
-
-    return jax.vmap(one)(n_ues, episode)
+    (_, _, totals), _ = jax.lax.scan(tti, (obs, state, state.totals), tti_keys)
+    return jax.vmap(episode_metrics, in_axes=(0, None))(totals, env.episode_len)
 
 
-run_episodes = jax.jit(_run_episodes, static_argnames=("env", "policy"))
+run_episodes = jax.jit(_run_episodes, static_argnames=("env",))
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ from jaxmac.env import Action, EnvParams, EnvState, Observation
 from jaxmac.env.spaces import ACKNOWLEDGE, DCM_NULL, DELETE, NOTHING, SUCCESS, TRANSMIT
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class Aloha:
     """A backlogged UE transmits its HOL SDU with probability ``q``; the BS acknowledges each

@@ -12,9 +12,12 @@ from jaxmac.env import Action, EnvParams, EnvState, Observation, UDTSEnv
 class Policy(Protocol):
     """``act(key, obs, state, params) -> Action`` for one episode (vmap for many).
 
-    Policies are frozen dataclasses, hashable by value, so ``jax.jit`` can take them as
-    static arguments and two equal policies share one compiled program. Only the
-    ``oracle`` reads ``state``; every other policy decides from ``obs`` alone.
+    Policies are pytrees: scripted ones are frozen dataclasses registered as static pytrees
+    (no leaves, hashed by value, so two equal policies share one compiled program); learned
+    ones (``jaxmac.agents.LearnedPolicy``) carry their parameters as leaves. A policy with
+    a true class attribute ``batched`` acts on a whole batch of episodes at once instead
+    (obs and state with a leading episode axis, one key). Only the ``oracle`` reads
+    ``state``; every other policy decides from ``obs`` alone.
     """
 
     def __call__(self, key: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> Action: ...

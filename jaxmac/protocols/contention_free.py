@@ -21,6 +21,7 @@ from jaxmac.env.spaces import (
 )
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class ContentionFree:
     """Schedule request, round-robin grant, transmit, acknowledge, delete.

@@ -11,6 +11,7 @@ from jaxmac.env import Action, EnvParams, EnvState, Observation
 from jaxmac.env.spaces import DELETE, NOTHING, TRANSMIT
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class Oracle:
     """Reads the true state (not a protocol any agent could run). Each TTI, the UE with the

@@ -10,6 +10,7 @@ from jaxmac.env import Action, EnvParams, EnvState, Observation
 from jaxmac.env.spaces import UE_ACTION_WORDS
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class UniformRandom:
     """Every slot draws its action, UCM and DCM uniformly and independently."""

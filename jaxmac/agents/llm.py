@@ -1,0 +1,103 @@
+"""LLM4MAC's learner (SPEC section 3): the Flan-T5 actor-critic on SIE prompts.
+
+Each TTI every UE's prompt and the BS's prompt about every UE slot are assembled as token
+ids inside jit (``PromptCompiler``), scored by the T5 (``jaxmac.models.act``), and the 2M
+per-decision values are fused into the team value (Eq. 11). Prompts of all episodes of a
+batch go through the model together, so the deduplication sees every episode: rollouts use
+the inference path (``dedup_chunk``), the PPO update the differentiable one (a capacity
+ladder). ``pretrained=False`` is Abl. PK, ``sie=False`` Abl. SIE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxmac.agents.base import Params, PolicyOutput
+from jaxmac.env import Observation, UDTSEnv
+from jaxmac.language import PromptCompiler, PromptTemplate
+from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act, fuse
+from jaxmac.models.dedup import capacity_ladder
+from jaxmac.models.loading import load_t5
+from jaxmac.models.t5 import T5
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LLMAgent:
+    """The language actor-critic behind the ``Agent`` interface.
+
+    Attributes:
+      model: ``tiny``, a Flan-T5 size or a checkpoint directory (``jaxmac.models.load_t5``).
+      pretrained: start from the checkpoint's weights; False draws the T5 from ``init``'s key.
+        ``tiny`` has no checkpoint and is always drawn.
+      sie: structured identity embedding in the prompts (False: Abl. SIE).
+      raw_logits: score candidates by summed raw logits (the authors' code) instead of Eq. 9.
+      dedup_chunk: distinct prompts per step of the rollout's deduplicated forward pass.
+      dtype: compute dtype of the T5 (parameters stay float32).
+    """
+
+    env: UDTSEnv
+    model: str = "tiny"
+    pretrained: bool = True
+    sie: bool = True
+    raw_logits: bool = False
+    value_hidden: int = 1024
+    dedup_chunk: int = 128
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        t5, tokenizer = load_t5(self.model, env=self.env, pretrained=self.pretrained, dtype=self.dtype)
+        template = PromptTemplate(self.env, self.sie)
+        shape_only = nnx.eval_shape(
+            lambda: LanguageActorCritic(t5, value_hidden=self.value_hidden, rngs=nnx.Rngs(0))
+        )
+        from_checkpoint = self.pretrained and self.model != "tiny"
+        fields = {
+            "cfg": t5.cfg,
+            "compiler": PromptCompiler(template, tokenizer),
+            "candidates": Candidates.build(template, tokenizer),
+            "graphdef": nnx.split(shape_only)[0],
+            # pretrained weights are the same for every seed; drawn ones come from init's key
+            "t5_params": nnx.to_pure_dict(nnx.split(t5)[1]) if from_checkpoint else None,
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def init(self, key: jax.Array) -> Params:
+        t5_key, head_key = jax.random.split(key)
+        head = nnx.to_pure_dict(
+            nnx.split(ValueHead(self.cfg.d_model, self.value_hidden, nnx.Rngs(head_key)))[1]
+        )
+        if self.t5_params is not None:
+            t5 = self.t5_params
+        else:
+            t5 = nnx.to_pure_dict(nnx.split(T5(self.cfg, dtype=self.dtype, rngs=nnx.Rngs(t5_key)))[1])
+        return {"t5": t5, "value_head": head}
+
+    def __call__(self, params: Params, obs: Observation, *, train: bool) -> PolicyOutput:
+        model = nnx.merge(self.graphdef, params)
+        prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group
+
+        def group(ids: jax.Array, mask: jax.Array, candidates: CandidateSet) -> tuple[jax.Array, jax.Array]:
+            e, m, length = ids.shape
+            flat = ids.reshape(e * m, length), mask.reshape(e * m, length)
+            if train:
+                out = act(
+                    model,
+                    *flat,
+                    candidates,
+                    dedup_capacity=capacity_ladder(e * m) or None,
+                    raw_logits=self.raw_logits,
+                )
+            else:
+                out = act(model, *flat, candidates, dedup_chunk=self.dedup_chunk, raw_logits=self.raw_logits)
+            return out.log_probs.reshape(e, m, -1), out.value.reshape(e, m)
+
+        ue_log_probs, ue_values = group(prompts.ue_ids, prompts.ue_mask, self.candidates.ue)
+        bs_log_probs, bs_values = group(prompts.bs_ids, prompts.bs_mask, self.candidates.bs)
+        value = fuse(jnp.concatenate([ue_values, bs_values], -1), obs.active)  # Eq. 11
+        return PolicyOutput(ue_log_probs=ue_log_probs, bs_log_probs=bs_log_probs, value=value)

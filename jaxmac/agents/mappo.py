@@ -1,0 +1,135 @@
+"""Sym. MAPPO (SPEC section 4): MLP actors on the symbolic observations, a centralised critic.
+
+* UE actor: one MLP shared by every UE; its input is the UE's own observation history plus
+  its identity as one-hot vectors (its slot, and the active-UE count, the same facts the SIE
+  prompt's Role gives the language model). Output: logits over the 3 * ucm_vocab candidates.
+* BS actors: one MLP per target UE slot (parameters stacked on a leading axis), each on the
+  BS observation, with logits over the dcm_vocab DCMs to that UE.
+* Critic: an MLP on the BS observation and every UE's observation (padded slots are all-zero
+  rows and the ``active`` mask is an input), giving the team value.
+
+Decisions about padded slots are computed and then masked out by the fusion (Eq. 11).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxmac.agents.base import Params, PolicyOutput
+from jaxmac.env import Observation, UDTSEnv, spaces
+
+
+def _one_hot(x: jax.Array, n: int) -> jax.Array:
+    return jax.nn.one_hot(x, n, dtype=jnp.float32)
+
+
+def ue_features(obs: Observation, env: UDTSEnv) -> jax.Array:
+    """(..., M, F_ue): per UE, its k-step history and its identity (slot, active count)."""
+    ue = obs.ue
+    m = env.max_ues
+    history = jnp.concatenate(
+        [
+            (ue.buffer / env.buffer_size)[..., None],
+            _one_hot(ue.action, len(spaces.UE_ACTION_WORDS)),
+            _one_hot(ue.ucm, env.ucm_vocab),
+            _one_hot(ue.dcm, env.dcm_vocab),
+        ],
+        axis=-1,
+    )  # (..., M, k, f)
+    history = history.reshape(*history.shape[:-2], -1)
+    count = jnp.sum(obs.active, axis=-1, dtype=jnp.int32)  # (...)
+    slot = jnp.broadcast_to(jnp.eye(m, dtype=jnp.float32), (*obs.active.shape, m))
+    n = jnp.broadcast_to(_one_hot(count, m + 1)[..., None, :], (*obs.active.shape, m + 1))
+    return jnp.where(obs.active[..., None], jnp.concatenate([history, slot, n], axis=-1), 0.0)
+
+
+def bs_features(obs: Observation, env: UDTSEnv) -> jax.Array:
+    """(..., F_bs): channel outcomes, senders, every slot's UCM/DCM history and ``active``."""
+    bs = obs.bs
+    lead = obs.active.shape[:-1]
+    parts = [
+        _one_hot(bs.channel, 4),  # (..., k, 4)
+        _one_hot(bs.sender + 1, env.max_ues + 1),  # (..., k, M + 1): 0 = no lone sender
+        _one_hot(bs.ucm, env.ucm_vocab),  # (..., M, k, U)
+        _one_hot(bs.dcm, env.dcm_vocab),  # (..., M, k, D)
+        obs.active.astype(jnp.float32),
+    ]
+    return jnp.concatenate([p.reshape(*lead, -1) for p in parts], axis=-1)
+
+
+class MLP(nnx.Module):
+    """tanh MLP; the output layer starts small (``out_scale``) as in PureJaxRL's actors."""
+
+    def __init__(self, sizes: tuple[int, ...], out_scale: float, rngs: nnx.Rngs) -> None:
+        init = nnx.initializers.orthogonal
+        self.layers = nnx.List(
+            [
+                nnx.Linear(
+                    a, b, kernel_init=init(out_scale if i == len(sizes) - 2 else jnp.sqrt(2)), rngs=rngs
+                )
+                for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+            ]
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers[:-1]:
+            x = jnp.tanh(layer(x))
+        return self.layers[-1](x)
+
+
+class MAPPONetworks(nnx.Module):
+    def __init__(self, env: UDTSEnv, hidden: int, rngs: nnx.Rngs) -> None:
+        self.env = env
+        m = env.max_ues
+        f_ue = env.history * (1 + len(spaces.UE_ACTION_WORDS) + env.ucm_vocab + env.dcm_vocab) + 2 * m + 1
+        f_bs = env.history * (4 + m + 1 + m * (env.ucm_vocab + env.dcm_vocab)) + m
+        n_ue = len(spaces.UE_ACTION_WORDS) * env.ucm_vocab
+        self.ue_actor = MLP((f_ue, hidden, hidden, n_ue), 0.01, rngs)
+
+        @nnx.split_rngs(splits=m)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def bs_actors(rngs: nnx.Rngs) -> MLP:
+            return MLP((f_bs, hidden, hidden, env.dcm_vocab), 0.01, rngs)
+
+        self.bs_actors = bs_actors(rngs)  # parameters stacked: (M, ...)
+        self.critic = MLP((f_bs + m * f_ue, hidden, hidden, 1), 1.0, rngs)
+
+    def __call__(self, obs: Observation) -> PolicyOutput:
+        ue_x = ue_features(obs, self.env)  # (E, M, F_ue)
+        bs_x = bs_features(obs, self.env)  # (E, F_bs)
+        ue_logits = self.ue_actor(ue_x)
+
+        @nnx.vmap(in_axes=(0, None), out_axes=-2)
+        def per_target(actor: MLP, x: jax.Array) -> jax.Array:
+            return actor(x)
+
+        bs_logits = per_target(self.bs_actors, bs_x)  # (E, M, D)
+        value = self.critic(jnp.concatenate([bs_x, ue_x.reshape(*ue_x.shape[:-2], -1)], -1))[..., 0]
+        return PolicyOutput(
+            ue_log_probs=jax.nn.log_softmax(ue_logits, -1),
+            bs_log_probs=jax.nn.log_softmax(bs_logits, -1),
+            value=value,
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MAPPOAgent:
+    """Sym. MAPPO's networks behind the ``Agent`` interface."""
+
+    env: UDTSEnv
+    hidden: int = 128
+
+    def __post_init__(self) -> None:
+        graphdef, _ = nnx.split(nnx.eval_shape(lambda: MAPPONetworks(self.env, self.hidden, nnx.Rngs(0))))
+        object.__setattr__(self, "graphdef", graphdef)
+
+    def init(self, key: jax.Array) -> Params:
+        return nnx.to_pure_dict(nnx.split(MAPPONetworks(self.env, self.hidden, nnx.Rngs(key)))[1])
+
+    def __call__(self, params: Params, obs: Observation, *, train: bool) -> PolicyOutput:
+        del train
+        return nnx.merge(self.graphdef, params)(obs)

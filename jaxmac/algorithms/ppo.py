@@ -1,0 +1,402 @@
+"""PPO for every learner, as one compiled loop (PureJaxRL style; SPEC 3, paper Eq. 4-6).
+
+``Trainer(agent, config)`` holds the static structure; ``HParams`` holds what a sweep varies
+(learning rate, entropy coefficient, clip epsilon, GAE's gamma and lambda, the environment's
+parameters...), as traced values. One update is: a rollout of ``rollout_len`` TTIs of
+``num_envs`` parallel episodes (``lax.scan`` over TTIs, the environment vmapped over episodes,
+each drawing its UE count in [n_min, n_max] at every reset), GAE on the team reward, then
+``epochs`` x ``minibatches`` clipped-PPO steps on the fused joint log-probability (Eq. 11)
+with Adam and gradient-norm clipping. ``make_train(agent, config)`` returns
+``train(key, hparams)``: init plus ``config.updates`` updates, one jittable function, so
+``jax.vmap(train)`` over keys and stacked ``HParams`` is a sweep.
+
+The episode axis is sharded over a 1-D device mesh (``mesh``); parameters are replicated
+and the compiler averages the gradients across devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmac.agents import Agent, Choices, Params, choose, joint_entropy, joint_log_prob, to_action
+from jaxmac.env import EnvParams, EnvState, Observation
+from jaxmac.evaluation.metrics import episode_metrics
+
+EPISODE_AXIS = "episodes"
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Static settings: they fix shapes and loop lengths (changing one recompiles)."""
+
+    num_envs: int = 1024  # parallel episodes
+    rollout_len: int | None = None  # TTIs per update; None = one episode (episode_len)
+    epochs: int = 4
+    minibatches: int = 4  # minibatch size = num_envs * rollout_len / minibatches transitions
+    microbatches: int = 1  # gradient accumulation: each minibatch's gradient in this many parts
+    updates: int = 100  # updates done by ``train``
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "epochs", "minibatches", "microbatches", "updates"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.rollout_len is not None and self.rollout_len < 1:
+            raise ValueError(f"rollout_len must be >= 1 or None, got {self.rollout_len!r}")
+
+
+@struct.dataclass
+class HParams:
+    """Traced hyperparameters (SPEC 3 defaults); stack them on a leading axis to sweep."""
+
+    lr: Any = 3e-4  # Adam learning rate (the authors used 1e-6 to fine-tune Flan-T5-base)
+    ent_coef: Any = 0.01  # entropy bonus
+    clip_eps: Any = 0.2  # PPO ratio clip, also the value clip
+    vf_coef: Any = 0.5  # value-loss weight
+    kl_coef: Any = 0.0  # optional KL penalty to the rollout policy (0 = off)
+    max_grad_norm: Any = 0.5
+    gamma: Any = 0.99
+    gae_lambda: Any = 0.99
+    env: EnvParams = dataclasses.field(default_factory=EnvParams)
+
+    def __post_init__(self) -> None:
+        """Check concrete values and store them as float32 arrays (so a Python float and an
+        array never compile twice); tracers pass through."""
+        ranges = {
+            "lr": (0.0, float("inf"), False),
+            "ent_coef": (0.0, float("inf"), True),
+            "clip_eps": (0.0, float("inf"), False),
+            "vf_coef": (0.0, float("inf"), True),
+            "kl_coef": (0.0, float("inf"), True),
+            "max_grad_norm": (0.0, float("inf"), False),
+            "gamma": (0.0, 1.0, True),
+            "gae_lambda": (0.0, 1.0, True),
+        }
+        for name, (low, high, inclusive) in ranges.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.ndarray, np.number, jax.Array)) or isinstance(
+                value, jax.core.Tracer
+            ):
+                continue
+            v = np.asarray(value, np.float64)
+            above = v >= low if inclusive else v > low
+            if not np.all(np.isfinite(v) & above & (v <= high)):
+                bound = f"{'>=' if inclusive else '>'} {low}" + (
+                    f" and <= {high}" if high < float("inf") else ""
+                )
+                raise ValueError(f"{name} must be finite and {bound}, got {value}")
+            object.__setattr__(self, name, jnp.asarray(value, jnp.float32))
+
+
+@struct.dataclass
+class RunnerState:
+    """Everything a run needs to continue: what a checkpoint holds."""
+
+    params: Params
+    opt_state: Any
+    env_state: EnvState  # (E, ...) one state per parallel episode
+    obs: Observation  # (E, ...)
+    key: jax.Array
+    update: jax.Array  # () int32, updates done
+
+
+@struct.dataclass
+class Transition:
+    """One TTI of the rollout for every episode (leading (T, E) when stacked)."""
+
+    obs: Observation
+    choices: Choices
+    log_prob: jax.Array  # fused joint log-probability of the choices (Eq. 11)
+    value: jax.Array
+    reward: jax.Array
+    done: jax.Array
+
+
+@struct.dataclass
+class Batch:
+    """What one PPO step trains on (one leading axis)."""
+
+    obs: Observation
+    choices: Choices
+    log_prob: jax.Array  # under the rollout policy
+    value: jax.Array  # under the rollout critic
+    advantage: jax.Array
+    target: jax.Array  # GAE return: advantage + value
+
+
+def gae(
+    reward: jax.Array, value: jax.Array, done: jax.Array, last_value: jax.Array, gamma: Any, lam: Any
+) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation over (T, E) rewards. ``done[t]`` ends the episode after
+    TTI t (truncation at ``episode_len`` is treated as the end: nothing is bootstrapped across
+    a reset). Returns ``(advantage, target)``, target = advantage + value."""
+
+    def back(carry: tuple[jax.Array, jax.Array], x: tuple) -> tuple[tuple, jax.Array]:
+        next_advantage, next_value = carry
+        r, v, d = x
+        live = 1.0 - d.astype(jnp.float32)
+        delta = r + gamma * next_value * live - v
+        advantage = delta + gamma * lam * live * next_advantage
+        return (advantage, v), advantage
+
+    init = (jnp.zeros_like(last_value), last_value)
+    _, advantage = jax.lax.scan(back, init, (reward, value, done), reverse=True)
+    return advantage, advantage + value
+
+
+def ppo_objective(
+    log_prob: jax.Array, entropy: jax.Array, value: jax.Array, batch: Batch, hp: HParams
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The PPO loss (Eq. 4-6) from the new policy's joint log-probabilities, entropies and
+    values (all (N,)); ``batch.advantage`` A is already normalised (``normalize``):
+
+        ratio  = exp(log_prob - old_log_prob)
+        L_clip = -mean(min(ratio A, clip(ratio, 1 - eps, 1 + eps) A))
+        L_V    = 0.5 mean(max((V - R)^2, (old_V + clip(V - old_V, -eps, eps) - R)^2))
+        KL     = mean((ratio - 1) - log ratio)       (k3 estimator of KL(old || new), >= 0)
+        loss   = L_clip + vf_coef L_V - ent_coef mean(entropy) + kl_coef KL
+    """
+    advantage = batch.advantage
+    log_ratio = log_prob - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    clipped = jnp.clip(ratio, 1.0 - hp.clip_eps, 1.0 + hp.clip_eps)
+    policy_loss = -jnp.mean(jnp.minimum(ratio * advantage, clipped * advantage))
+    value_clipped = batch.value + jnp.clip(value - batch.value, -hp.clip_eps, hp.clip_eps)
+    value_loss = 0.5 * jnp.mean(
+        jnp.maximum(jnp.square(value - batch.target), jnp.square(value_clipped - batch.target))
+    )
+    kl = jnp.mean((ratio - 1.0) - log_ratio)
+    mean_entropy = jnp.mean(entropy)
+    loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * mean_entropy + hp.kl_coef * kl
+    terms = {
+        "loss": loss,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": mean_entropy,
+        "approx_kl": kl,
+        "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > hp.clip_eps).astype(jnp.float32)),
+    }
+    return loss, terms
+
+
+def normalize(advantage: jax.Array) -> jax.Array:
+    """Advantage normalisation over a minibatch: (A - mean A) / (std A + 1e-8)."""
+    return (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+
+
+def optimizer(hp: HParams) -> optax.GradientTransformation:
+    """Adam with gradient-norm clipping; built from traced ``hp`` inside the compiled loop."""
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr))
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """The compiled PPO loop for one agent; see the module docstring.
+
+    ``init(key, hp)`` builds a ``RunnerState`` (``initialize``: jitted); ``update_chunk(state, hp,
+    n)`` does ``n`` updates and returns per-update metrics (n,) (``run``: jitted, ``n`` static);
+    ``train(key, hp)`` does both for ``config.updates``. The host loop (``jaxmac.training``)
+    calls ``run`` in chunks.
+    """
+
+    agent: Agent
+    config: PPOConfig = PPOConfig()
+    mesh: Mesh | None = None  # default: all local devices
+
+    def __post_init__(self) -> None:
+        mesh = Mesh(jax.devices(), (EPISODE_AXIS,)) if self.mesh is None else self.mesh
+        if self.config.num_envs % mesh.size:
+            raise ValueError(f"num_envs={self.config.num_envs} must be a multiple of the {mesh.size} devices")
+        steps = self.config.num_envs * self.rollout_len
+        parts = self.config.minibatches * self.config.microbatches
+        if steps % parts:
+            raise ValueError(
+                f"minibatches * microbatches = {parts} must divide num_envs * rollout_len = {steps}"
+            )
+        object.__setattr__(self, "mesh", mesh)
+        shardings = self.state_shardings()
+        replicated = NamedSharding(mesh, P())
+        # explicit output shardings: a chunk's output state is a valid input (no retrace)
+        object.__setattr__(self, "initialize", jax.jit(self.init, out_shardings=shardings))
+        object.__setattr__(
+            self, "run", jax.jit(self.update_chunk, static_argnums=2, out_shardings=(shardings, replicated))
+        )
+
+    def state_shardings(self, members: bool = False) -> RunnerState:
+        """A ``RunnerState`` of shardings: the episode axis of environment states and observations
+        split over the mesh, everything else replicated. ``members``: a leading sweep axis."""
+        env = self.agent.env
+        abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0), HParams(env=env.default_params))
+        replicated = NamedSharding(self.mesh, P())
+        episodes = NamedSharding(self.mesh, P(None, EPISODE_AXIS) if members else P(EPISODE_AXIS))
+        everywhere = lambda tree: jax.tree.map(lambda _: replicated, tree)  # noqa: E731
+        return abstract.replace(
+            params=everywhere(abstract.params),
+            opt_state=everywhere(abstract.opt_state),
+            env_state=jax.tree.map(lambda _: episodes, abstract.env_state),
+            obs=jax.tree.map(lambda _: episodes, abstract.obs),
+            key=replicated,
+            update=replicated,
+        )
+
+    @property
+    def rollout_len(self) -> int:
+        return self.config.rollout_len or self.agent.env.episode_len
+
+    def _episodes(self, tree: Any) -> Any:
+        """Constrain a pytree with a leading episode axis to be sharded over the mesh."""
+        sharding = NamedSharding(self.mesh, P(EPISODE_AXIS))
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+    def init(self, key: jax.Array, hp: HParams) -> RunnerState:
+        env = self.agent.env
+        key, init_key, reset_key = jax.random.split(key, 3)
+        params = self.agent.init(init_key)
+        reset_keys = jax.random.split(reset_key, self.config.num_envs)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, hp.env)
+        return RunnerState(
+            params=params,
+            opt_state=optimizer(hp).init(params),
+            env_state=self._episodes(env_state),
+            obs=self._episodes(obs),
+            key=key,
+            update=jnp.zeros((), jnp.int32),
+        )
+
+    def train(self, key: jax.Array, hp: HParams) -> tuple[RunnerState, dict[str, jax.Array]]:
+        return self.update_chunk(self.init(key, hp), hp, self.config.updates)
+
+    def update_chunk(
+        self, state: RunnerState, hp: HParams, n: int
+    ) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """``n`` updates; metrics are stacked (n,) per name."""
+
+        def one(state: RunnerState, _: None) -> tuple[RunnerState, dict[str, jax.Array]]:
+            return self.update(state, hp)
+
+        return jax.lax.scan(one, state, None, length=n)
+
+    # ------------------------------------------------------------------ one update
+    def rollout(
+        self, state: RunnerState, hp: HParams
+    ) -> tuple[RunnerState, Transition, dict[str, jax.Array], jax.Array]:
+        env, agent = self.agent.env, self.agent
+        step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+        def tti(carry: tuple, _: None) -> tuple[tuple, tuple[Transition, dict[str, jax.Array]]]:
+            env_state, obs, key = carry
+            key, act_key, env_key = jax.random.split(key, 3)
+            out = agent(state.params, obs, train=False)
+            choices = choose(act_key, out)
+            env_keys = jax.random.split(env_key, self.config.num_envs)
+            next_obs, env_state, reward, done, info = step_env(
+                env_keys, env_state, to_action(choices, env), hp.env
+            )
+            transition = Transition(
+                obs=obs,
+                choices=choices,
+                log_prob=joint_log_prob(out, choices, obs.active),
+                value=out.value,
+                reward=reward,
+                done=done,
+            )
+            finished = episode_metrics(info.episode, env.episode_len)
+            stats = {"episodes": done, "return": finished["return"], "throughput": finished["throughput"]}
+            return (self._episodes(env_state), self._episodes(next_obs), key), (transition, stats)
+
+        init = (state.env_state, state.obs, state.key)
+        (env_state, obs, key), (transitions, stats) = jax.lax.scan(tti, init, None, length=self.rollout_len)
+        last_value = agent(state.params, obs, train=False).value
+        done = stats["episodes"].astype(jnp.float32)
+        n_done = jnp.sum(done)
+        metrics = {
+            "episodes": n_done,
+            # means over the episodes that finished in this rollout (NaN if none did)
+            "return": jnp.sum(done * stats["return"]) / n_done,
+            "throughput": jnp.sum(done * stats["throughput"]) / n_done,
+        }
+        return state.replace(env_state=env_state, obs=obs, key=key), transitions, metrics, last_value
+
+    def update(self, state: RunnerState, hp: HParams) -> tuple[RunnerState, dict[str, jax.Array]]:
+        state, transitions, metrics, last_value = self.rollout(state, hp)
+        advantage, target = gae(
+            transitions.reward, transitions.value, transitions.done, last_value, hp.gamma, hp.gae_lambda
+        )
+        batch = Batch(
+            obs=transitions.obs,
+            choices=transitions.choices,
+            log_prob=transitions.log_prob,
+            value=transitions.value,
+            advantage=advantage,
+            target=target,
+        )
+        size = self.config.num_envs * self.rollout_len
+        batch = jax.tree.map(lambda x: x.reshape(size, *x.shape[2:]), batch)
+        tx = optimizer(hp)
+
+        def loss_fn(params: Params, minibatch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+            out = self.agent(params, minibatch.obs, train=True)
+            active = minibatch.obs.active
+            return ppo_objective(
+                joint_log_prob(out, minibatch.choices, active),
+                joint_entropy(out, active),
+                out.value,
+                minibatch,
+                hp,
+            )
+
+        def sgd_step(carry: tuple, minibatch: Batch) -> tuple[tuple, dict[str, jax.Array]]:
+            params, opt_state = carry
+            minibatch = minibatch.replace(advantage=normalize(minibatch.advantage))
+            k = self.config.microbatches
+            parts = jax.tree.map(lambda x: x.reshape(k, -1, *x.shape[1:]), minibatch)
+
+            def accumulate(total: tuple, part: Batch) -> tuple[tuple, None]:
+                (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, part)
+                return jax.tree.map(lambda a, b: a + b / k, total, (grads, terms)), None
+
+            zeros = jax.tree.map(
+                jnp.zeros_like, jax.eval_shape(jax.grad(loss_fn, has_aux=True), params, minibatch)
+            )
+            (grads, terms), _ = jax.lax.scan(accumulate, zeros, parts)  # means over equal parts
+            updates, new_opt_state = tx.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            ok = jnp.isfinite(terms["loss"]) & _all_finite(grads)
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+            terms = {**terms, "grad_norm": optax.tree.norm(grads), "nonfinite": (~ok).astype(jnp.float32)}
+            return (keep(new_params, params), keep(new_opt_state, opt_state)), terms
+
+        def epoch(carry: tuple, key: jax.Array) -> tuple[tuple, dict[str, jax.Array]]:
+            order = jax.random.permutation(key, size)
+            minibatches = jax.tree.map(
+                lambda x: x[order].reshape(self.config.minibatches, -1, *x.shape[1:]), batch
+            )
+            return jax.lax.scan(sgd_step, carry, minibatches)
+
+        key, epoch_key = jax.random.split(state.key)
+        (params, opt_state), terms = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(epoch_key, self.config.epochs)
+        )
+        metrics |= {name: jnp.mean(v) for name, v in terms.items() if name != "nonfinite"}
+        metrics["nonfinite"] = jnp.sum(terms["nonfinite"])
+        state = state.replace(params=params, opt_state=opt_state, key=key, update=state.update + 1)
+        return state, metrics
+
+
+def make_train(agent: Agent, config: PPOConfig, mesh: Mesh | None = None) -> Any:
+    """PureJaxRL's entry point: ``train(key, hparams) -> (RunnerState, metrics)``, jittable and
+    vmappable over ``key`` and ``hparams``."""
+    return Trainer(agent, config, mesh).train

@@ -1,0 +1,137 @@
+"""``RunConfig``: everything that defines a training run, saved as ``config.json`` in the
+run directory so that ``--resume`` and ``jaxmac eval --checkpoint`` rebuild the same run."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxmac.agents import ALGOS, Agent, make_agent
+from jaxmac.algorithms import HParams, PPOConfig
+from jaxmac.env import EnvParams, UDTSEnv
+
+#: Hyperparameters a sweep may vary: every scalar of ``HParams`` and of ``EnvParams``.
+SWEEPABLE = tuple(f.name for f in dataclasses.fields(HParams) if f.name != "env") + tuple(
+    f.name for f in dataclasses.fields(EnvParams)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A training run (or a sweep: ``seeds`` x the ``grid`` of swept values, vmapped).
+
+    ``env`` holds ``UDTSEnv`` fields, ``env_params`` ``EnvParams`` fields, ``ppo``
+    ``PPOConfig`` fields, ``hparams`` ``HParams`` scalars and ``agent`` the options of the
+    learner (``LLMAgent``: model, pretrained, sie, raw_logits...; ``MAPPOAgent``: hidden).
+    """
+
+    algo: str = "mappo"
+    no_comm: bool = False
+    agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ppo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    grid: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    chunk: int = 10  # updates per compiled call between host-side logging and checkpoints
+    eval_every: int = 0  # evaluate every this many chunks (0: only at the end)
+    eval_ues: tuple[int, ...] | None = None  # default 1..max_ues
+    eval_episodes: int = 500
+    greedy: bool = False  # evaluate the most likely decisions instead of sampling
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {list(ALGOS)}, got {self.algo!r}")
+        unknown = sorted(set(self.grid) - set(SWEEPABLE))
+        if unknown:
+            raise ValueError(f"swept names must be from {list(SWEEPABLE)}, got {unknown}")
+        if any(len(v) == 0 for v in self.grid.values()):
+            raise ValueError("every swept name needs at least one value")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        for name in ("chunk", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        self.build_env()  # fail now on bad environment settings
+        PPOConfig(**self.ppo)
+        self.base_hparams()
+
+    # ---------------------------------------------------------------- building
+    def build_env(self) -> UDTSEnv:
+        return UDTSEnv(**self.env)
+
+    def build_agent(self) -> Agent:
+        return make_agent(self.algo, self.build_env(), no_comm=self.no_comm, **self.agent)
+
+    def base_hparams(self) -> HParams:
+        env = self.build_env()
+        params = env.default_params.replace(**self.env_params)
+        env.check_params(params)
+        return HParams(**self.hparams, env=params)
+
+    @property
+    def sweep(self) -> bool:
+        """True when several runs are vmapped together (more than one seed or swept value)."""
+        return len(self.members()) > 1
+
+    def members(self) -> list[dict[str, Any]]:
+        """One dict per run of the sweep: its seed and swept values, seeds outermost."""
+        names = list(self.grid)
+        return [
+            {"seed": seed, **dict(zip(names, values, strict=True))}
+            for seed in self.seeds
+            for values in itertools.product(*(self.grid[n] for n in names))
+        ]
+
+    def member_hparams(self) -> list[HParams]:
+        base = self.base_hparams()
+        out = []
+        for member in self.members():
+            swept = {k: v for k, v in member.items() if k != "seed"}
+            env_part = {k: v for k, v in swept.items() if k in EnvParams.__dataclass_fields__}
+            own = {k: v for k, v in swept.items() if k not in env_part}
+            out.append(base.replace(**own, env=base.env.replace(**env_part)))
+        return out
+
+    def keys_and_hparams(self) -> tuple[jax.Array, HParams]:
+        """The PRNG keys and hparams of every member, stacked if this is a sweep."""
+        keys = [jax.random.PRNGKey(m["seed"]) for m in self.members()]
+        hps = self.member_hparams()
+        if not self.sweep:
+            return keys[0], hps[0]
+        return jnp.stack(keys), jax.tree.map(lambda *x: jnp.stack(x), *hps)
+
+    def member_name(self, name: str, member: dict[str, Any]) -> str:
+        """``name`` plus, in a sweep, the member's seed and swept values: ``run[seed=0,lr=0.001]``."""
+        if not self.sweep:
+            return name
+        return name + "[" + ",".join(f"{k}={v}" for k, v in member.items()) + "]"
+
+    # ---------------------------------------------------------------- files
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunConfig:
+        data = dict(data)
+        data["seeds"] = tuple(data["seeds"])
+        data["grid"] = {k: tuple(v) for k, v in data["grid"].items()}
+        if data.get("eval_ues") is not None:
+            data["eval_ues"] = tuple(data["eval_ues"])
+        return cls(**data)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunConfig:
+        path = Path(run_dir) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{run_dir} is not a jaxmac run directory: it has no config.json")
+        return cls.from_json(json.loads(path.read_text()))

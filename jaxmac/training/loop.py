@@ -1,0 +1,250 @@
+"""The thin host loop around the compiled PPO chunks (Brax style).
+
+Python runs once per chunk of ``config.chunk`` updates: it checks the chunk's losses, appends
+the per-update metrics to ``metrics.jsonl`` and ``metrics.csv``, writes a checkpoint of the
+whole runner state, reports throughput, and every ``eval_every`` chunks (and at the end)
+evaluates the policy at fixed UE counts with ``jaxmac.evaluate``. A run directory holds
+``config.json``, ``checkpoints/``, the metrics files and ``eval.jsonl``.
+
+A chunk whose loss is NaN or infinite stops the run (``TrainingDiverged``) before anything of
+it is written, so the newest checkpoint is the last good state. ``resume=True`` restores the
+newest checkpoint and continues; the updates are deterministic functions of the state, so a
+resumed run ends with the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxmac.agents import Agent, LearnedPolicy
+from jaxmac.algorithms import HParams, PPOConfig, RunnerState, Trainer
+from jaxmac.evaluation import EvaluationTable, evaluate
+from jaxmac.training.checkpoint import Checkpoints
+from jaxmac.training.config import RunConfig
+from jaxmac.training.files import write_json_atomic
+
+#: Episodes per compiled evaluation call (fewer when the evaluation is smaller).
+EVAL_CHUNK = 4096
+
+
+class TrainingDiverged(RuntimeError):
+    """A chunk produced a NaN or infinite loss; the run stopped without saving it."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    state: RunnerState  # stacked over members for a sweep
+    updates: int
+    evaluation: EvaluationTable | None
+    env_steps_per_s: float  # env steps (episode-TTIs, all members) per second of training, compile excluded
+    compile_s: float  # seconds spent compiling the chunk functions
+
+
+@dataclasses.dataclass
+class Run:
+    """A run directory's configuration, agent and compiled functions."""
+
+    config: RunConfig
+    directory: Path
+    agent: Agent
+    trainer: Trainer
+    keys: jax.Array
+    hparams: HParams
+    compiled: dict[int, Any] = dataclasses.field(default_factory=dict)
+    compile_seconds: float = 0.0
+
+    @classmethod
+    def build(cls, config: RunConfig, directory: Path) -> Run:
+        agent = config.build_agent()
+        trainer = Trainer(agent, PPOConfig(**config.ppo))
+        keys, hparams = config.keys_and_hparams()
+        return cls(config, Path(directory), agent, trainer, keys, hparams)
+
+    def init(self) -> RunnerState:
+        if not self.config.sweep:
+            return self.trainer.initialize(self.keys, self.hparams)
+        return jax.jit(jax.vmap(self.trainer.init), out_shardings=self.trainer.state_shardings(True))(
+            self.keys, self.hparams
+        )
+
+    def chunk(self, state: RunnerState, n: int) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """``n`` updates (member-wise for a sweep); the first call for each ``n`` compiles,
+        timed in ``compile_seconds``."""
+        if n not in self.compiled:
+            if self.config.sweep:
+                fn = jax.jit(
+                    jax.vmap(self.trainer.update_chunk, in_axes=(0, 0, None)),
+                    static_argnums=2,
+                    out_shardings=(self.trainer.state_shardings(True), None),
+                )
+            else:
+                fn = self.trainer.run
+            start = time.perf_counter()
+            self.compiled[n] = fn.lower(state, self.hparams, n).compile()
+            self.compile_seconds += time.perf_counter() - start
+        return self.compiled[n](state, self.hparams)
+
+    def member_params(self, state: RunnerState, i: int) -> Any:
+        return jax.tree.map(lambda x: x[i], state.params) if self.config.sweep else state.params
+
+    def restore(self, checkpoints: Checkpoints) -> RunnerState:
+        """The newest checkpoint (the structure comes from an abstract init: nothing is computed)."""
+        step = checkpoints.latest()
+        if step is None:
+            raise FileNotFoundError(f"{self.directory} has no checkpoint")
+        init = jax.vmap(self.trainer.init) if self.config.sweep else self.trainer.init
+        like = jax.eval_shape(init, self.keys, self.hparams)
+        return jax.device_put(
+            checkpoints.restore(step, like), self.trainer.state_shardings(self.config.sweep)
+        )
+
+    def evaluate(
+        self,
+        state: RunnerState,
+        ues: list[int] | None = None,
+        episodes: int | None = None,
+        key: jax.Array | None = None,
+        greedy: bool | None = None,
+    ) -> EvaluationTable:
+        """Every member's policy at fixed UE counts (the paper's evaluation), named after the
+        run directory. Defaults come from the run's configuration."""
+        config = self.config
+        greedy = config.greedy if greedy is None else greedy
+        ues = list(ues or config.eval_ues or range(1, self.agent.env.max_ues + 1))
+        episodes = episodes or config.eval_episodes
+        table = EvaluationTable([])
+        for i, (member, hp) in enumerate(zip(config.members(), config.member_hparams(), strict=True)):
+            policy = LearnedPolicy(self.agent, self.member_params(state, i), greedy)
+            table += evaluate(
+                self.agent.env,
+                policy,
+                hp.env,
+                ues,
+                episodes,
+                key,
+                name=config.member_name(self.directory.name, member),
+                chunk_size=min(EVAL_CHUNK, len(ues) * episodes),
+            )
+        return table
+
+
+def _rows(run: Run, metrics: dict[str, np.ndarray], first_update: int, seconds: float) -> list[dict]:
+    """One row per (member, update) of a chunk's metrics ((n,) or (members, n) per name)."""
+    config, rows = run.config, []
+    steps = run.trainer.config.num_envs * run.trainer.rollout_len
+    for i, member in enumerate(config.members()):
+        for j in range(next(iter(metrics.values())).shape[-1]):
+            row = {"update": first_update + j + 1, **({"member": i, **member} if config.sweep else {})}
+            row["env_steps"] = (first_update + j + 1) * steps
+            row |= {k: float(v[i, j] if config.sweep else v[j]) for k, v in metrics.items()}
+            row["chunk_seconds"] = seconds
+            rows.append(row)
+    return rows
+
+
+def _append(directory: Path, rows: list[dict]) -> None:
+    with open(directory / "metrics.jsonl", "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    path = directory / "metrics.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _truncate(directory: Path, update: int) -> None:
+    """Drop metric rows past ``update`` (written before a crash that came before their checkpoint)."""
+    jsonl = directory / "metrics.jsonl"
+    if not jsonl.exists():
+        return
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line]
+    kept = [r for r in rows if r["update"] <= update]
+    for name in ("metrics.jsonl", "metrics.csv"):
+        (directory / name).unlink(missing_ok=True)
+    if kept:
+        _append(directory, kept)
+
+
+def train_run(
+    config: RunConfig,
+    directory: Path,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Train (or resume) the run in ``directory`` up to ``PPOConfig(**config.ppo).updates``.
+
+    ``on_chunk(done, total, info)`` is called after every chunk with the updates done, the
+    total, and ``info`` holding ``env_steps_per_s`` and the chunk's last metrics."""
+    directory = Path(directory)
+    if not resume and any((directory / "checkpoints").glob("*")):
+        raise FileExistsError(
+            f"{directory} already holds a run; pass resume=True (--resume) or another directory"
+        )
+    run = Run.build(config, directory)  # loads the model: bad settings fail before any file is written
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(directory / "config.json", config.to_json())
+    checkpoints = Checkpoints(directory / "checkpoints")
+    total = run.trainer.config.updates
+
+    if resume and checkpoints.latest() is not None:
+        state = run.restore(checkpoints)
+        done = checkpoints.latest()
+        _truncate(directory, done)
+        log(f"resumed {directory} at update {done}")
+    else:
+        state = run.init()
+        done = 0
+        checkpoints.save(0, state)
+
+    steps_per_update = run.trainer.config.num_envs * run.trainer.rollout_len * len(config.members())
+    steps, seconds_total, evaluation, chunks = 0, 0.0, None, 0
+    while done < total:
+        n = min(config.chunk, total - done)
+        compile_before = run.compile_seconds
+        start = time.perf_counter()
+        new_state, metrics = run.chunk(state, n)
+        metrics = jax.device_get(metrics)
+        seconds = time.perf_counter() - start - (run.compile_seconds - compile_before)
+        bad = np.atleast_2d(metrics["nonfinite"] > 0) | ~np.isfinite(np.atleast_2d(metrics["loss"]))
+        if np.any(bad):
+            first = done + 1 + int(np.argmax(np.any(bad, axis=0)))
+            raise TrainingDiverged(
+                f"non-finite loss in updates {done + 1}-{done + n} (first at update {first}); "
+                f"stopped without saving them; the last good checkpoint is update {done} in "
+                f"{directory / 'checkpoints'}"
+            )
+        _append(directory, _rows(run, metrics, done, seconds))
+        state, done, chunks = new_state, done + n, chunks + 1
+        checkpoints.save(done, state)
+        steps, seconds_total = steps + n * steps_per_update, seconds_total + seconds
+        if on_chunk is not None:
+            last = {k: float(np.mean(v[..., -1])) for k, v in metrics.items()}
+            on_chunk(done, total, {"env_steps_per_s": n * steps_per_update / seconds, **last})
+        if config.eval_every and chunks % config.eval_every == 0 and done < total:
+            _log_eval(directory, done, run.evaluate(state))
+    if done > 0:
+        evaluation = run.evaluate(state)
+        _log_eval(directory, done, evaluation)
+        write_json_atomic(directory / "eval.json", evaluation.rows)
+    checkpoints.close()
+    rate = steps / seconds_total if seconds_total else math.nan
+    return RunResult(state, done, evaluation, rate, run.compile_seconds)
+
+
+def _log_eval(directory: Path, update: int, table: EvaluationTable) -> None:
+    with open(directory / "eval.jsonl", "a") as f:
+        f.writelines(json.dumps({"update": update, **row}) + "\n" for row in table.rows)

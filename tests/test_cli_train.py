@@ -1,0 +1,80 @@
+"""``jaxmac train``, ``jaxmac sweep`` and ``jaxmac eval --checkpoint`` as a user runs them."""
+
+import json
+
+import pytest
+
+from jaxmac.cli.main import main
+
+SMALL = [
+    "--algo",
+    "mappo",
+    "--hidden",
+    "16",
+    "--max-ues",
+    "2",
+    "--episode-len",
+    "6",
+    "--ues",
+    "1-2",
+    "--episodes",
+    "16",
+    "--epochs",
+    "1",
+    "--minibatches",
+    "2",
+    "--chunk",
+    "2",
+    "--eval-episodes",
+    "10",
+]
+
+
+def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_path, capsys):
+    run = tmp_path / "runs" / "m"
+    assert main(["train", *SMALL, "--updates", "2", "--out", str(run)]) == 0
+    assert "throughput_ci95" in capsys.readouterr().out
+    assert main(["train", "--out", str(run), "--resume", "--updates", "4"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2, 3, 4]
+    assert json.loads((run / "config.json").read_text())["ppo"]["updates"] == 4
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--checkpoint", str(run), "--policy", "contention_free", "--ues", "1-2"]
+    assert main([*argv, "--episodes", "10", "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert [(r["policy"], r["n_ues"]) for r in table] == [
+        ("contention_free", 1),
+        ("contention_free", 2),
+        ("m", 1),
+        ("m", 2),
+    ]
+
+
+def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
+    run = tmp_path / "sweep"
+    argv = ["sweep", *SMALL, "--updates", "2", "--seeds", "0-1", "--sweep", "lr=1e-3,3e-4", "--out", str(run)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "sweep[seed=1,lr=0.0003]" in printed
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sorted({(r["seed"], r["lr"]) for r in rows}) == [(0, 0.0003), (0, 0.001), (1, 0.0003), (1, 0.001)]
+    assert len(rows) == 8
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--ues", "1,3"], "one range"),
+        (["train", "--lr", "-1"], "lr must be"),
+        (["train", "--gamma", "2"], "gamma must be"),
+        (["train", "--ues", "2-9"], "n_max must be <= max_ues"),
+        (["sweep", "--sweep", "foo=1"], "NAME from"),
+        (["train", "--algo", "llm4mac", "--model", "/nonexistent/dir"], "no checkpoint directory"),
+    ],
+)
+def test_train_rejects_bad_input_naming_the_field(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "r")])
+    text = str(e.value.code) + capsys.readouterr().err
+    assert message in text
+    assert not (tmp_path / "r" / "checkpoints").exists()

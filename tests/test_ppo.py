@@ -1,0 +1,171 @@
+"""The PPO loop's pieces against hand computations, and its compile/sweep guarantees."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmac.agents import Choices, PolicyOutput, joint_entropy, joint_log_prob, make_agent, silence
+from jaxmac.algorithms import Batch, HParams, PPOConfig, Trainer, gae, make_train, normalize, ppo_objective
+from jaxmac.env import UDTSEnv
+
+ENV = UDTSEnv(max_ues=2, episode_len=4)
+SMALL = PPOConfig(num_envs=8, epochs=2, minibatches=2, updates=2)
+
+
+def small_hparams(**kw):
+    return HParams(env=ENV.default_params.replace(n_min=1, n_max=2), **kw)
+
+
+def test_gae_matches_the_recursion_written_out():
+    rng = np.random.default_rng(0)
+    t, e, gamma, lam = 6, 3, 0.9, 0.8
+    reward, value = rng.normal(size=(t, e)), rng.normal(size=(t, e))
+    done = rng.random((t, e)) < 0.3
+    last = rng.normal(size=e)
+    advantage = np.zeros((t, e))
+    for j in range(e):
+        running = 0.0
+        for i in reversed(range(t)):
+            next_value = last[j] if i == t - 1 else value[i + 1, j]
+            live = 0.0 if done[i, j] else 1.0
+            delta = reward[i, j] + gamma * next_value * live - value[i, j]
+            running = delta + gamma * lam * live * running
+            advantage[i, j] = running
+    got_adv, got_target = gae(
+        *(jnp.asarray(x, jnp.float32) for x in (reward, value)),
+        jnp.asarray(done),
+        jnp.asarray(last, jnp.float32),
+        gamma,
+        lam,
+    )
+    np.testing.assert_allclose(got_adv, advantage, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_target, advantage + value, rtol=1e-5, atol=1e-5)
+
+
+def test_loss_on_a_hand_made_batch_equals_the_papers_formulas():
+    # four transitions, numbers chosen so that both clips bind somewhere
+    new_logp = np.array([-0.5, -1.0, -0.2, -2.0])
+    old_logp = np.array([-0.7, -0.6, -0.2, -1.0])
+    raw_adv = np.array([1.0, -2.0, 0.5, 3.0])
+    new_v = np.array([1.0, 0.0, 2.5, -1.0])
+    old_v = np.array([0.5, 0.3, 2.0, -0.2])
+    target = np.array([1.2, -0.5, 2.0, 0.0])
+    entropy = np.array([1.0, 0.5, 0.8, 0.2])
+    eps, vf, ent, kl_c = 0.2, 0.5, 0.01, 0.1
+    adv = (raw_adv - raw_adv.mean()) / (raw_adv.std() + 1e-8)
+    ratio = np.exp(new_logp - old_logp)
+    l_clip = -np.mean(np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv))
+    v_clip = old_v + np.clip(new_v - old_v, -eps, eps)
+    l_v = 0.5 * np.mean(np.maximum((new_v - target) ** 2, (v_clip - target) ** 2))
+    kl = np.mean(ratio - 1 - np.log(ratio))
+    expected = l_clip + vf * l_v - ent * entropy.mean() + kl_c * kl
+
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    batch = Batch(
+        obs=None,
+        choices=None,
+        log_prob=f32(old_logp),
+        value=f32(old_v),
+        advantage=normalize(f32(raw_adv)),
+        target=f32(target),
+    )
+    hp = HParams(clip_eps=eps, vf_coef=vf, ent_coef=ent, kl_coef=kl_c)
+    loss, terms = ppo_objective(f32(new_logp), f32(entropy), f32(new_v), batch, hp)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(terms["policy_loss"], l_clip, rtol=1e-5)
+    np.testing.assert_allclose(terms["value_loss"], l_v, rtol=1e-5)
+    np.testing.assert_allclose(terms["approx_kl"], kl, rtol=1e-4)
+    assert terms["clip_frac"] == pytest.approx(np.mean(np.abs(ratio - 1) > eps))
+
+
+def test_joint_log_prob_is_the_mean_over_active_decisions_and_ignores_padding():
+    ue = jnp.log(jnp.array([[[0.5, 0.5, 0, 0, 0, 0], [0.1, 0.9, 0, 0, 0, 0]]]) + 1e-30)
+    bs = jnp.log(jnp.array([[[0.25, 0.75, 0.0], [0.6, 0.4, 0.0]]]) + 1e-30)
+    out = PolicyOutput(ue_log_probs=ue, bs_log_probs=bs, value=jnp.zeros(1))
+    choices = Choices(ue=jnp.array([[1, 0]]), bs=jnp.array([[1, 2]]))
+    active = jnp.array([[True, False]])  # slot 1 is padding: its (absurd) choices must not count
+    expected = (np.log(0.5) + np.log(0.75)) / 2
+    np.testing.assert_allclose(joint_log_prob(out, choices, active), [expected], rtol=1e-6)
+    h = lambda p: -sum(x * np.log(x) for x in p if x > 0)  # noqa: E731
+    np.testing.assert_allclose(joint_entropy(out, active), [(h([0.5, 0.5]) + h([0.25, 0.75])) / 2], rtol=1e-5)
+
+
+def test_silence_leaves_only_null_messages_normalised():
+    rng = np.random.default_rng(1)
+    out = PolicyOutput(
+        ue_log_probs=jax.nn.log_softmax(jnp.asarray(rng.normal(size=(3, 2, 6)), jnp.float32)),
+        bs_log_probs=jax.nn.log_softmax(jnp.asarray(rng.normal(size=(3, 2, 3)), jnp.float32)),
+        value=jnp.zeros(3),
+    )
+    quiet = silence(out)
+    p_ue, p_bs = np.exp(quiet.ue_log_probs), np.exp(quiet.bs_log_probs)
+    np.testing.assert_allclose(p_ue.sum(-1), 1.0, rtol=1e-6)
+    assert np.all(p_ue[..., 1::2] == 0) and np.all(p_bs[..., 0] == 1.0)
+    # the null candidates keep their relative odds
+    np.testing.assert_allclose(
+        p_ue[..., 0] / p_ue[..., 2], np.exp(out.ue_log_probs[..., 0] - out.ue_log_probs[..., 2]), rtol=1e-5
+    )
+
+
+def test_one_compile_serves_every_hyperparameter_value():
+    trainer = Trainer(make_agent("mappo", ENV, hidden=16), SMALL)
+    replicated = NamedSharding(trainer.mesh, P())
+    chunk = jax.jit(
+        chex.assert_max_traces(trainer.update_chunk, n=1),
+        static_argnums=2,
+        out_shardings=(trainer.state_shardings(), replicated),
+    )
+    state = trainer.initialize(jax.random.PRNGKey(0), small_hparams())
+    hps = (
+        small_hparams(lr=1e-3),
+        small_hparams(ent_coef=0.0, clip_eps=0.1),
+        small_hparams().replace(env=small_hparams().env.replace(p_arrival=0.9, n_max=1)),
+    )
+    for hp in hps:
+        state, metrics = chunk(state, hp, 1)
+        state, metrics = trainer.run(state, hp, 1)
+    assert metrics["loss"].shape == (1,)
+    assert trainer.run._cache_size() == 1
+    chex.clear_trace_counter()
+
+
+def test_microbatches_accumulate_the_same_gradient():
+    agent = make_agent("mappo", ENV, hidden=16)
+    hp = small_hparams()
+    outs = []
+    for k in (1, 4):
+        state, _ = make_train(
+            agent, PPOConfig(num_envs=8, epochs=1, minibatches=2, microbatches=k, updates=1)
+        )(jax.random.PRNGKey(3), hp)
+        outs.append(state.params)
+    chex.assert_trees_all_close(*outs, rtol=1e-5, atol=1e-6)
+
+
+def test_vmapped_train_is_a_sweep_of_independent_runs():
+    train = make_train(make_agent("mappo", ENV, hidden=16), SMALL)
+    hps = [small_hparams(lr=1e-3), small_hparams(lr=3e-4, ent_coef=0.0)]
+    keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+    stacked, metrics = jax.jit(jax.vmap(train))(keys, jax.tree.map(lambda *x: jnp.stack(x), *hps))
+    assert metrics["loss"].shape == (2, SMALL.updates)
+    for i, hp in enumerate(hps):
+        single, _ = jax.jit(train)(keys[i], hp)
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda x, i=i: x[i], stacked.params), single.params, rtol=1e-4, atol=1e-5
+        )
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ValueError, match="lr"):
+        HParams(lr=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        HParams(gamma=1.5)
+    with pytest.raises(ValueError, match="microbatches"):
+        PPOConfig(microbatches=0)
+    with pytest.raises(ValueError, match="minibatches"):
+        Trainer(make_agent("mappo", ENV, hidden=16), PPOConfig(num_envs=3, minibatches=5))
+    with pytest.raises(ValueError, match="algo"):
+        make_agent("maddpg", ENV)
