@@ -68,7 +68,7 @@ def test_parse_ues():
     assert parse_ues("1-4,8") == [1, 2, 3, 4, 8]
     assert parse_ues("3") == [3]
     for bad in ("4-2", "a", "1-"):
-        with pytest.raises(argparse.ArgumentTypeError, match="--ues"):
+        with pytest.raises(argparse.ArgumentTypeError, match="range LO-HI"):
             parse_ues(bad)
 
 
