@@ -67,6 +67,7 @@ def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
         (["train", "--ues", "1,3"], "one range"),
         (["train", "--lr", "-1"], "lr must be"),
         (["train", "--gamma", "2"], "gamma must be"),
+        (["train", "--hidden", "0"], "hidden (the MLP width) must be"),
         (["train", "--ues", "2-9"], "n_max must be <= max_ues"),
         (["sweep", "--sweep", "foo=1"], "NAME from"),
         (["train", "--algo", "llm4mac", "--model", "/nonexistent/dir"], "no checkpoint directory"),

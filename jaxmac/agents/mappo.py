@@ -124,6 +124,8 @@ class MAPPOAgent:
     hidden: int = 128
 
     def __post_init__(self) -> None:
+        if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1:
+            raise ValueError(f"hidden (the MLP width) must be an integer >= 1, got {self.hidden!r}")
         graphdef, _ = nnx.split(nnx.eval_shape(lambda: MAPPONetworks(self.env, self.hidden, nnx.Rngs(0))))
         object.__setattr__(self, "graphdef", graphdef)
 

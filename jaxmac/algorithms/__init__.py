@@ -1,6 +1,7 @@
 """Learning algorithms: PPO for every learner in one compiled loop."""
 
 from jaxmac.algorithms.ppo import (
+    HPARAM_RANGES,
     Batch,
     HParams,
     PPOConfig,
@@ -15,6 +16,7 @@ from jaxmac.algorithms.ppo import (
 )
 
 __all__ = [
+    "HPARAM_RANGES",
     "Batch",
     "HParams",
     "PPOConfig",

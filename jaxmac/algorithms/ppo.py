@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Choices, Params, choose, joint_entropy, joint_log_prob, to_action
 from jaxmac.env import EnvParams, EnvState, Observation
+from jaxmac.env.params import is_concrete
 from jaxmac.evaluation.metrics import episode_metrics
 
 EPISODE_AXIS = "episodes"
@@ -54,6 +55,19 @@ class PPOConfig:
             raise ValueError(f"rollout_len must be >= 1 or None, got {self.rollout_len!r}")
 
 
+#: Allowed (low, high, low inclusive) of every scalar of ``HParams``.
+HPARAM_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, float("inf"), False),
+    "ent_coef": (0.0, float("inf"), True),
+    "clip_eps": (0.0, float("inf"), False),
+    "vf_coef": (0.0, float("inf"), True),
+    "kl_coef": (0.0, float("inf"), True),
+    "max_grad_norm": (0.0, float("inf"), False),
+    "gamma": (0.0, 1.0, True),
+    "gae_lambda": (0.0, 1.0, True),
+}
+
+
 @struct.dataclass
 class HParams:
     """Traced hyperparameters (SPEC 3 defaults); stack them on a leading axis to sweep."""
@@ -71,21 +85,9 @@ class HParams:
     def __post_init__(self) -> None:
         """Check concrete values and store them as float32 arrays (so a Python float and an
         array never compile twice); tracers pass through."""
-        ranges = {
-            "lr": (0.0, float("inf"), False),
-            "ent_coef": (0.0, float("inf"), True),
-            "clip_eps": (0.0, float("inf"), False),
-            "vf_coef": (0.0, float("inf"), True),
-            "kl_coef": (0.0, float("inf"), True),
-            "max_grad_norm": (0.0, float("inf"), False),
-            "gamma": (0.0, 1.0, True),
-            "gae_lambda": (0.0, 1.0, True),
-        }
-        for name, (low, high, inclusive) in ranges.items():
+        for name, (low, high, inclusive) in HPARAM_RANGES.items():
             value = getattr(self, name)
-            if not isinstance(value, (int, float, np.ndarray, np.number, jax.Array)) or isinstance(
-                value, jax.core.Tracer
-            ):
+            if not is_concrete(value):
                 continue
             v = np.asarray(value, np.float64)
             above = v >= low if inclusive else v > low

@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxmac.agents import ALGOS
-from jaxmac.algorithms import HParams, PPOConfig
+from jaxmac.agents import ALGOS, MAPPOAgent
+from jaxmac.algorithms import HPARAM_RANGES, HParams, PPOConfig
 from jaxmac.cli.options import add_env_options, parse_ues
 from jaxmac.env import REWARD_PRESETS
 from jaxmac.training import SWEEPABLE, RunConfig, TrainingDiverged, train_run
@@ -55,7 +55,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--no-sie", action="store_true", help="llm4mac: no identity in the prompts (Abl. SIE)"
     )
     parser.add_argument("--raw-logits", action="store_true", help="llm4mac: score candidates by raw logits")
-    parser.add_argument("--hidden", type=int, default=128, help="mappo: MLP width")
+    parser.add_argument("--hidden", type=int, default=MAPPOAgent.hidden, help="mappo: MLP width")
     parser.add_argument(
         "--ues", type=parse_ues, default=[2, 3, 4, 5], help="training UE range LO-HI (default 2-5)"
     )
@@ -70,7 +70,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"gradient accumulation per minibatch (default: mappo 1, llm4mac parts of <= {LLM_MICROBATCH})",
     )
-    for name in ("lr", "ent_coef", "clip_eps", "vf_coef", "kl_coef", "max_grad_norm", "gamma", "gae_lambda"):
+    for name in HPARAM_RANGES:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=float(getattr(hp, name)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -137,19 +137,7 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
             "microbatches": _microbatches(args, args.episode_len),
             "updates": 100 if args.updates is None else args.updates,
         },
-        hparams={
-            n: getattr(args, n)
-            for n in (
-                "lr",
-                "ent_coef",
-                "clip_eps",
-                "vf_coef",
-                "kl_coef",
-                "max_grad_norm",
-                "gamma",
-                "gae_lambda",
-            )
-        },
+        hparams={n: getattr(args, n) for n in HPARAM_RANGES},
         seeds=seeds,
         grid=grid,
         chunk=args.chunk,

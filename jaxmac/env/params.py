@@ -56,7 +56,7 @@ REWARD_PRESETS: dict[str, dict[str, float]] = {
 }
 
 
-def _is_concrete(value: Any) -> bool:
+def is_concrete(value: Any) -> bool:
     """True for Python/NumPy numbers and committed jax arrays, False for tracers and placeholders."""
     if isinstance(value, jax.core.Tracer):
         return False
@@ -86,7 +86,7 @@ class EnvParams:
 
     def __post_init__(self) -> None:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if not all(_is_concrete(v) for v in values.values()):
+        if not all(is_concrete(v) for v in values.values()):
             return  # traced (inside jit/vmap) or a tree of placeholders: nothing to check
         arrays = {k: np.asarray(v) for k, v in values.items()}
         _validate(arrays)

@@ -13,13 +13,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxmac.agents import ALGOS, Agent, make_agent
-from jaxmac.algorithms import HParams, PPOConfig
+from jaxmac.algorithms import HPARAM_RANGES, HParams, PPOConfig
 from jaxmac.env import EnvParams, UDTSEnv
 
 #: Hyperparameters a sweep may vary: every scalar of ``HParams`` and of ``EnvParams``.
-SWEEPABLE = tuple(f.name for f in dataclasses.fields(HParams) if f.name != "env") + tuple(
-    f.name for f in dataclasses.fields(EnvParams)
-)
+SWEEPABLE = tuple(HPARAM_RANGES) + tuple(f.name for f in dataclasses.fields(EnvParams))
 
 
 @dataclasses.dataclass(frozen=True)
