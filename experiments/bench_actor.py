@@ -7,9 +7,10 @@ batches of 5,000 (the UEs' own, the BS's), each with its own static length and c
 Both models get the same random weights (a transformers T5 of the named shape, saved and
 loaded into jaxmac) and the same token ids (the built-in word tokenizer).
 
-* PyTorch (the reference): Lamorel's scoring: encode each prompt once, repeat the encoder
-  states per candidate, run the decoder over the candidates, sum their token log-probs; no
-  gradients, minibatches of ``--torch-batch`` prompts padded to their longest prompt.
+* PyTorch (the reference): Lamorel's scoring (``torch_ppo.torch_scores``): encode each prompt
+  once, repeat the encoder states per candidate, run the decoder over the candidates, sum their
+  token log-probs; no gradients, minibatches of ``--torch-batch`` prompts padded to their
+  longest prompt.
 * jaxmac without dedup: one jitted call per batch over prompts padded to the static length.
 * jaxmac with dedup: the same call computing only the distinct prompts (``dedup_chunk``).
 
@@ -35,10 +36,11 @@ import numpy as np
 import torch
 import transformers
 from flax import nnx
+from torch_ppo import torch_scores
 
 from jaxmac.env import UDTSEnv
 from jaxmac.language import AGENTS, PromptCompiler, Prompts, PromptTemplate
-from jaxmac.models import CONFIGS, Candidates, CandidateSet, LanguageActorCritic, act, load_pretrained_t5
+from jaxmac.models import CONFIGS, Candidates, LanguageActorCritic, act, load_pretrained_t5
 from jaxmac.models.loading import prompt_tokenizer, tiny_config
 from jaxmac.protocols import make_protocol
 
@@ -64,35 +66,6 @@ def rollout_prompts(env: UDTSEnv, compiler: PromptCompiler) -> dict[str, tuple[n
     prompts = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), EPISODES))  # (E, T, M, L)
     group = lambda x: np.asarray(x)[:, :, :N_UES].transpose(1, 0, 2, 3).reshape(TTIS, -1, x.shape[-1])  # noqa: E731
     return {a: (group(getattr(prompts, f"{a}_ids")), group(getattr(prompts, f"{a}_mask"))) for a in AGENTS}
-
-
-def torch_scores(
-    model: transformers.T5ForConditionalGeneration,
-    ids: np.ndarray,
-    mask: np.ndarray,
-    candidates: CandidateSet,
-    batch: int,
-) -> np.ndarray:
-    cand_ids, cand_mask = np.asarray(candidates.ids), np.asarray(candidates.mask, np.float32)
-    c, length = cand_ids.shape
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(ids), batch):
-            sl = slice(start, start + batch)
-            width = int(mask[sl].sum(1).max())
-            x, m = torch.tensor(ids[sl, :width]), torch.tensor(mask[sl, :width].astype(np.int64))
-            p = x.shape[0]
-            enc = model.encoder(input_ids=x, attention_mask=m).last_hidden_state
-            dec = np.concatenate([np.zeros((c, 1), np.int64), cand_ids[:, :-1]], -1)
-            logits = model(
-                encoder_outputs=(enc.repeat_interleave(c, 0),),
-                attention_mask=m.repeat_interleave(c, 0),
-                decoder_input_ids=torch.tensor(np.tile(dec, (p, 1))),
-            ).logits
-            targets = torch.tensor(np.tile(cand_ids, (p, 1)), dtype=torch.int64)
-            token = torch.gather(torch.log_softmax(logits, -1), -1, targets[..., None])[..., 0]
-            out.append((token * torch.tensor(np.tile(cand_mask, (p, 1)))).sum(-1).reshape(p, c).numpy())
-    return np.concatenate(out)
 
 
 def best_time(fn, repeats: int) -> float:  # noqa: ANN001
@@ -128,8 +101,9 @@ def bench(name: str, args: argparse.Namespace) -> dict:
         cands = getattr(candidates, agent)
         pick = rng.choice(ids.shape[0] * ids.shape[1], args.subset // 2, replace=False)
         sub_ids, sub_mask = (x.reshape(-1, x.shape[-1])[pick] for x in (ids, mask))
+        pair = (np.asarray(cands.ids), np.asarray(cands.mask))
         torch_s += best_time(
-            lambda: torch_scores(reference, sub_ids, sub_mask, cands, args.torch_batch),  # noqa: B023
+            lambda: torch_scores(reference, sub_ids, sub_mask, pair, args.torch_batch),  # noqa: B023
             args.repeats,
         )
         sub = (state, jnp.asarray(sub_ids), jnp.asarray(sub_mask), cands)

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,33 @@ def test_prompt_command_prints_the_prompt_and_probabilities(capsys, tmp_path, mo
     ):
         with pytest.raises(SystemExit, match=message):
             main(["prompt", *argv])
+
+
+def test_a_second_run_reloads_compiled_programs_and_the_terminal_stays_clean(tmp_path):
+    """The persistent compilation cache: the first run writes programs into JAXMAC_XLA_CACHE, the
+    second reloads them, and reloading prints no XLA notices."""
+    cache = tmp_path / "xla"
+    env = {**os.environ, "JAXMAC_XLA_CACHE": str(cache)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    command = [sys.executable, "-m", "jaxmac.cli.main", "eval", "--policy", "aloha", "--ues", "1-2"]
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run([*command, "--episodes", "3"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done)
+        files = sorted(p.name for p in cache.iterdir())
+        assert files, "nothing was written to the cache"
+    assert sorted(p.name for p in cache.iterdir()) == files  # the second run compiled nothing new
+    assert not any(tag in o.stderr for o in outputs for tag in ("cpu_aot_loader", "E1", "W1"))
+
+
+def test_the_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+    from jaxmac.compilation import compilation_cache_dir
+
+    monkeypatch.delenv("JAXMAC_XLA_CACHE")
+    monkeypatch.setenv("JAXMAC_CACHE", str(tmp_path))
+    assert compilation_cache_dir() == tmp_path / "xla"
+    monkeypatch.setenv("JAXMAC_XLA_CACHE", "OFF")
+    assert compilation_cache_dir() is None
+    monkeypatch.setenv("JAXMAC_XLA_CACHE", str(tmp_path / "mine"))
+    assert compilation_cache_dir() == tmp_path / "mine"

@@ -79,3 +79,13 @@ def test_train_rejects_bad_input_naming_the_field(argv, message, tmp_path, capsy
     text = str(e.value.code) + capsys.readouterr().err
     assert message in text
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_a_preset_sets_defaults_and_explicit_options_win():
+    from jaxmac.cli.main import parse_args
+
+    args = parse_args(["train", "--out", "x", "--preset", "llm4mac-cpu", "--epochs", "1"])
+    assert (args.algo, args.model, args.vf_coef, args.epochs) == ("llm4mac", "tiny", 0.02, 1)
+    assert parse_args(["train", "--out", "x"]).algo == "mappo"
+    with pytest.raises(SystemExit):
+        parse_args(["train", "--out", "x", "--preset", "nope"])

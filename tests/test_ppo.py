@@ -9,7 +9,17 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Choices, PolicyOutput, joint_entropy, joint_log_prob, make_agent, silence
-from jaxmac.algorithms import Batch, HParams, PPOConfig, Trainer, gae, make_train, normalize, ppo_objective
+from jaxmac.algorithms import (
+    Batch,
+    HParams,
+    PPOConfig,
+    Trainer,
+    gae,
+    make_train,
+    normalize,
+    optimizer,
+    ppo_objective,
+)
 from jaxmac.env import UDTSEnv
 
 ENV = UDTSEnv(max_ues=2, episode_len=4)
@@ -133,18 +143,6 @@ def test_one_compile_serves_every_hyperparameter_value():
     chex.clear_trace_counter()
 
 
-def test_microbatches_accumulate_the_same_gradient():
-    agent = make_agent("mappo", ENV, hidden=16)
-    hp = small_hparams()
-    outs = []
-    for k in (1, 4):
-        state, _ = make_train(
-            agent, PPOConfig(num_envs=8, epochs=1, minibatches=2, microbatches=k, updates=1)
-        )(jax.random.PRNGKey(3), hp)
-        outs.append(state.params)
-    chex.assert_trees_all_close(*outs, rtol=1e-5, atol=1e-6)
-
-
 def test_vmapped_train_is_a_sweep_of_independent_runs():
     train = make_train(make_agent("mappo", ENV, hidden=16), SMALL)
     hps = [small_hparams(lr=1e-3), small_hparams(lr=3e-4, ent_coef=0.0)]
@@ -163,9 +161,53 @@ def test_bad_settings_name_the_field():
         HParams(lr=-1.0)
     with pytest.raises(ValueError, match="gamma"):
         HParams(gamma=1.5)
-    with pytest.raises(ValueError, match="microbatches"):
-        PPOConfig(microbatches=0)
+    with pytest.raises(ValueError, match="epochs"):
+        PPOConfig(epochs=0)
     with pytest.raises(ValueError, match="minibatches"):
         Trainer(make_agent("mappo", ENV, hidden=16), PPOConfig(num_envs=3, minibatches=5))
     with pytest.raises(ValueError, match="algo"):
         make_agent("maddpg", ENV)
+
+
+def test_a_rollout_of_whole_episodes_ends_every_episode():
+    """With rollout_len a multiple of episode_len the rollout skips the bootstrap value (zeros):
+    exact only because every episode then ends on the rollout's last TTI."""
+    for rollout_len in (ENV.episode_len, 2 * ENV.episode_len):
+        trainer = Trainer(make_agent("mappo", ENV, hidden=16), PPOConfig(num_envs=4, rollout_len=rollout_len))
+        state = trainer.initialize(jax.random.PRNGKey(0), small_hparams())
+        for _ in range(2):
+            state, transitions, _, last_value = jax.jit(trainer.rollout)(state, small_hparams())
+            assert bool(jnp.all(transitions.done[-1])) and not bool(jnp.any(last_value))
+
+
+def test_llm_ppo_step_on_100k_prompts_fits_in_4gb_and_compiles_once():
+    """A minibatch of 12,500 transitions (100,000 prompts per agent group) of the tiny model:
+    the deduplicated step's compiled buffers stay far below 4 GB, and new data does not retrace."""
+    env = UDTSEnv()
+    trainer = Trainer(make_agent("llm4mac", env, model="tiny", value_hidden=64), PPOConfig(num_envs=8))
+    hp = HParams(env=env.default_params.replace(n_min=2, n_max=5))
+    n = 12_500
+    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(0), n), hp.env)
+    zeros = jnp.zeros(n)
+    rng = np.random.default_rng(0)
+    minibatch = Batch(
+        obs=obs,
+        choices=Choices(
+            ue=jnp.asarray(rng.integers(0, 6, (n, 8))), bs=jnp.asarray(rng.integers(0, 3, (n, 8)))
+        ),
+        log_prob=zeros - 1.0,
+        value=zeros,
+        advantage=jnp.asarray(rng.normal(size=n), jnp.float32),
+        target=zeros,
+    )
+    params = trainer.agent.init(jax.random.PRNGKey(1))
+    opt_state = optimizer(hp).init(params)
+    step = jax.jit(chex.assert_max_traces(trainer.ppo_step, n=1))
+    compiled = step.lower(params, opt_state, minibatch, hp).compile()
+    memory = compiled.memory_analysis()
+    total = memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
+    assert total < 4e9, memory
+    for advantage in (minibatch.advantage, -minibatch.advantage):
+        _, _, terms = step(params, opt_state, minibatch.replace(advantage=advantage), hp)
+        assert bool(jnp.isfinite(terms["loss"])) and terms["nonfinite"] == 0
+    chex.clear_trace_counter()

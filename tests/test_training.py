@@ -123,7 +123,7 @@ LLM = dataclasses.replace(
     algo="llm4mac",
     agent={"model": "tiny", "value_hidden": 32},
     env={"max_ues": 2, "episode_len": 3},
-    ppo={"num_envs": 4, "epochs": 1, "minibatches": 2, "microbatches": 2, "updates": 2},
+    ppo={"num_envs": 4, "epochs": 1, "minibatches": 2, "updates": 2},
     eval_episodes=4,
 )
 

@@ -39,8 +39,8 @@ class NoComm:
     def init(self, key: jax.Array) -> Params:
         return self.inner.init(key)
 
-    def __call__(self, params: Params, obs: Observation, *, train: bool) -> PolicyOutput:
-        return silence(self.inner(params, obs, train=train))
+    def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
+        return silence(self.inner(params, obs))
 
 
 def make_agent(algo: str, env: UDTSEnv, *, no_comm: bool = False, **options: object) -> Agent:

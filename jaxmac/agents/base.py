@@ -51,9 +51,9 @@ class Agent(Protocol):
         """Initial parameters (jittable and vmappable over ``key``)."""
         ...
 
-    def __call__(self, params: Params, obs: Observation, *, train: bool) -> PolicyOutput:
-        """The policy for observations with one leading batch axis (E, ...). ``train`` says
-        gradients will flow (a learner may then pick a differentiable code path)."""
+    def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
+        """The policy for observations with one leading batch axis (E, ...); differentiable in
+        ``params``."""
         ...
 
 
@@ -126,5 +126,5 @@ class LearnedPolicy:
     def __call__(self, key: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> Action:
         """obs: a batch (E, ...); one key for the whole batch."""
         del state, params
-        out = self.agent(self.params, obs, train=False)
+        out = self.agent(self.params, obs)
         return to_action(choose(key, out, self.greedy), self.agent.env)

@@ -3,9 +3,10 @@
 Each TTI every UE's prompt and the BS's prompt about every UE slot are assembled as token
 ids inside jit (``PromptCompiler``), scored by the T5 (``jaxmac.models.act``), and the 2M
 per-decision values are fused into the team value (Eq. 11). Prompts of all episodes of a
-batch go through the model together, so the deduplication sees every episode: rollouts use
-the inference path (``dedup_chunk``), the PPO update the differentiable one (a capacity
-ladder). ``pretrained=False`` is Abl. PK, ``sie=False`` Abl. SIE.
+batch go through the model together, so the deduplication sees every episode: rollouts,
+evaluation and the PPO update (forward and backward) compute only the distinct prompts,
+``dedup_chunk`` at a time, and the prompts of padded slots cost one row in all.
+``pretrained=False`` is Abl. PK, ``sie=False`` Abl. SIE.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from jaxmac.agents.base import Params, PolicyOutput
 from jaxmac.env import Observation, UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate
 from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act, fuse
-from jaxmac.models.dedup import capacity_ladder
 from jaxmac.models.loading import load_t5
 from jaxmac.models.t5 import T5
 
@@ -36,7 +36,8 @@ class LLMAgent:
         ``tiny`` has no checkpoint and is always drawn.
       sie: structured identity embedding in the prompts (False: Abl. SIE).
       raw_logits: score candidates by summed raw logits (the authors' code) instead of Eq. 9.
-      dedup_chunk: distinct prompts per step of the rollout's deduplicated forward pass.
+      dedup_chunk: distinct prompts per step of the deduplicated loop (forward and backward):
+        larger runs bigger matrix products, smaller bounds memory (peak memory follows it).
       dtype: compute dtype of the T5 (parameters stay float32).
     """
 
@@ -46,10 +47,14 @@ class LLMAgent:
     sie: bool = True
     raw_logits: bool = False
     value_hidden: int = 1024
-    dedup_chunk: int = 128
+    dedup_chunk: int = 32
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
+        for name in ("value_hidden", "dedup_chunk"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         t5, tokenizer = load_t5(self.model, env=self.env, pretrained=self.pretrained, dtype=self.dtype)
         template = PromptTemplate(self.env, self.sie)
         shape_only = nnx.eval_shape(
@@ -78,23 +83,16 @@ class LLMAgent:
             t5 = nnx.to_pure_dict(nnx.split(T5(self.cfg, dtype=self.dtype, rngs=nnx.Rngs(t5_key)))[1])
         return {"t5": t5, "value_head": head}
 
-    def __call__(self, params: Params, obs: Observation, *, train: bool) -> PolicyOutput:
+    def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
         model = nnx.merge(self.graphdef, params)
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group
+        valid = obs.active.reshape(-1)
 
         def group(ids: jax.Array, mask: jax.Array, candidates: CandidateSet) -> tuple[jax.Array, jax.Array]:
             e, m, length = ids.shape
             flat = ids.reshape(e * m, length), mask.reshape(e * m, length)
-            if train:
-                out = act(
-                    model,
-                    *flat,
-                    candidates,
-                    dedup_capacity=capacity_ladder(e * m) or None,
-                    raw_logits=self.raw_logits,
-                )
-            else:
-                out = act(model, *flat, candidates, dedup_chunk=self.dedup_chunk, raw_logits=self.raw_logits)
+            chunk, raw = self.dedup_chunk, self.raw_logits
+            out = act(model, *flat, candidates, dedup_chunk=chunk, valid=valid, raw_logits=raw)
             return out.log_probs.reshape(e, m, -1), out.value.reshape(e, m)
 
         ue_log_probs, ue_values = group(prompts.ue_ids, prompts.ue_mask, self.candidates.ue)

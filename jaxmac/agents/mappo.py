@@ -132,6 +132,5 @@ class MAPPOAgent:
     def init(self, key: jax.Array) -> Params:
         return nnx.to_pure_dict(nnx.split(MAPPONetworks(self.env, self.hidden, nnx.Rngs(key)))[1])
 
-    def __call__(self, params: Params, obs: Observation, *, train: bool) -> PolicyOutput:
-        del train
+    def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
         return nnx.merge(self.graphdef, params)(obs)

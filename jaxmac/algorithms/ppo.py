@@ -43,11 +43,10 @@ class PPOConfig:
     rollout_len: int | None = None  # TTIs per update; None = one episode (episode_len)
     epochs: int = 4
     minibatches: int = 4  # minibatch size = num_envs * rollout_len / minibatches transitions
-    microbatches: int = 1  # gradient accumulation: each minibatch's gradient in this many parts
     updates: int = 100  # updates done by ``train``
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "epochs", "minibatches", "microbatches", "updates"):
+        for name in ("num_envs", "epochs", "minibatches", "updates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -223,10 +222,9 @@ class Trainer:
         if self.config.num_envs % mesh.size:
             raise ValueError(f"num_envs={self.config.num_envs} must be a multiple of the {mesh.size} devices")
         steps = self.config.num_envs * self.rollout_len
-        parts = self.config.minibatches * self.config.microbatches
-        if steps % parts:
+        if steps % self.config.minibatches:
             raise ValueError(
-                f"minibatches * microbatches = {parts} must divide num_envs * rollout_len = {steps}"
+                f"minibatches = {self.config.minibatches} must divide num_envs * rollout_len = {steps}"
             )
         object.__setattr__(self, "mesh", mesh)
         shardings = self.state_shardings()
@@ -301,7 +299,7 @@ class Trainer:
         def tti(carry: tuple, _: None) -> tuple[tuple, tuple[Transition, dict[str, jax.Array]]]:
             env_state, obs, key = carry
             key, act_key, env_key = jax.random.split(key, 3)
-            out = agent(state.params, obs, train=False)
+            out = agent(state.params, obs)
             choices = choose(act_key, out)
             env_keys = jax.random.split(env_key, self.config.num_envs)
             next_obs, env_state, reward, done, info = step_env(
@@ -321,7 +319,13 @@ class Trainer:
 
         init = (state.env_state, state.obs, state.key)
         (env_state, obs, key), (transitions, stats) = jax.lax.scan(tti, init, None, length=self.rollout_len)
-        last_value = agent(state.params, obs, train=False).value
+        if self.rollout_len % env.episode_len == 0:
+            # Every episode starts together (at init) and lasts episode_len TTIs, so such a rollout
+            # ends on the last TTI of every episode: GAE never bootstraps, and the compiled program
+            # holds one model call fewer.
+            last_value = jnp.zeros(self.config.num_envs)
+        else:
+            last_value = agent(state.params, obs).value
         done = stats["episodes"].astype(jnp.float32)
         n_done = jnp.sum(done)
         metrics = {
@@ -333,7 +337,16 @@ class Trainer:
         return state.replace(env_state=env_state, obs=obs, key=key), transitions, metrics, last_value
 
     def update(self, state: RunnerState, hp: HParams) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """One update: a rollout, then ``learn`` on it."""
         state, transitions, metrics, last_value = self.rollout(state, hp)
+        state, terms = self.learn(state, transitions, last_value, hp)
+        return state, metrics | terms
+
+    def learn(
+        self, state: RunnerState, transitions: Transition, last_value: jax.Array, hp: HParams
+    ) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """GAE on (T, E) ``transitions``, then ``epochs`` x ``minibatches`` PPO steps; returns the
+        new state and the loss terms (means over the steps; ``nonfinite`` counts skipped steps)."""
         advantage, target = gae(
             transitions.reward, transitions.value, transitions.done, last_value, hp.gamma, hp.gae_lambda
         )
@@ -345,41 +358,12 @@ class Trainer:
             advantage=advantage,
             target=target,
         )
-        size = self.config.num_envs * self.rollout_len
+        size = transitions.reward.size
         batch = jax.tree.map(lambda x: x.reshape(size, *x.shape[2:]), batch)
-        tx = optimizer(hp)
-
-        def loss_fn(params: Params, minibatch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-            out = self.agent(params, minibatch.obs, train=True)
-            active = minibatch.obs.active
-            return ppo_objective(
-                joint_log_prob(out, minibatch.choices, active),
-                joint_entropy(out, active),
-                out.value,
-                minibatch,
-                hp,
-            )
 
         def sgd_step(carry: tuple, minibatch: Batch) -> tuple[tuple, dict[str, jax.Array]]:
-            params, opt_state = carry
-            minibatch = minibatch.replace(advantage=normalize(minibatch.advantage))
-            k = self.config.microbatches
-            parts = jax.tree.map(lambda x: x.reshape(k, -1, *x.shape[1:]), minibatch)
-
-            def accumulate(total: tuple, part: Batch) -> tuple[tuple, None]:
-                (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, part)
-                return jax.tree.map(lambda a, b: a + b / k, total, (grads, terms)), None
-
-            zeros = jax.tree.map(
-                jnp.zeros_like, jax.eval_shape(jax.grad(loss_fn, has_aux=True), params, minibatch)
-            )
-            (grads, terms), _ = jax.lax.scan(accumulate, zeros, parts)  # means over equal parts
-            updates, new_opt_state = tx.update(grads, opt_state, params)
-            new_params = optax.apply_updates(params, updates)
-            ok = jnp.isfinite(terms["loss"]) & _all_finite(grads)
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-            terms = {**terms, "grad_norm": optax.tree.norm(grads), "nonfinite": (~ok).astype(jnp.float32)}
-            return (keep(new_params, params), keep(new_opt_state, opt_state)), terms
+            params, opt_state, terms = self.ppo_step(*carry, minibatch, hp)
+            return (params, opt_state), terms
 
         def epoch(carry: tuple, key: jax.Array) -> tuple[tuple, dict[str, jax.Array]]:
             order = jax.random.permutation(key, size)
@@ -392,10 +376,37 @@ class Trainer:
         (params, opt_state), terms = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(epoch_key, self.config.epochs)
         )
-        metrics |= {name: jnp.mean(v) for name, v in terms.items() if name != "nonfinite"}
+        metrics = {name: jnp.mean(v) for name, v in terms.items() if name != "nonfinite"}
         metrics["nonfinite"] = jnp.sum(terms["nonfinite"])
         state = state.replace(params=params, opt_state=opt_state, key=key, update=state.update + 1)
         return state, metrics
+
+    def loss(self, params: Params, minibatch: Batch, hp: HParams) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The PPO loss of a minibatch (its advantage already normalised) and its terms."""
+        out = self.agent(params, minibatch.obs)
+        active = minibatch.obs.active
+        return ppo_objective(
+            joint_log_prob(out, minibatch.choices, active),
+            joint_entropy(out, active),
+            out.value,
+            minibatch,
+            hp,
+        )
+
+    def ppo_step(
+        self, params: Params, opt_state: Any, minibatch: Batch, hp: HParams
+    ) -> tuple[Params, Any, dict[str, jax.Array]]:
+        """One clipped-PPO step on a minibatch (raw advantages): normalise the advantage, take
+        the gradient, clip and apply Adam. A step with a non-finite loss or gradient is skipped
+        (``nonfinite`` = 1) so one bad minibatch cannot poison the parameters."""
+        minibatch = minibatch.replace(advantage=normalize(minibatch.advantage))
+        (_, terms), grads = jax.value_and_grad(self.loss, has_aux=True)(params, minibatch, hp)
+        updates, new_opt_state = optimizer(hp).update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        ok = jnp.isfinite(terms["loss"]) & _all_finite(grads)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+        terms = {**terms, "grad_norm": optax.tree.norm(grads), "nonfinite": (~ok).astype(jnp.float32)}
+        return keep(new_params, params), keep(new_opt_state, opt_state), terms
 
 
 def make_train(agent: Agent, config: PPOConfig, mesh: Mesh | None = None) -> Any:

@@ -12,10 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jaxmac.cli.options import add_env_options, env_from_options, parse_ues
 from jaxmac.cli.prompt import add_prompt_parser, cmd_prompt
-from jaxmac.cli.train import add_train_parsers
+from jaxmac.cli.train import LLM_EVAL_EPISODES, TRAIN_PRESETS, add_train_parsers
+from jaxmac.compilation import enable_compilation_cache
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.protocols import PROTOCOLS, make_protocol
 from jaxmac.training import Checkpoints, Run, RunConfig, write_json_atomic
+
+#: Default episodes per UE count (a language model's run: ``LLM_EVAL_EPISODES``, since each
+#: distinct prompt costs a T5 forward pass).
+SCRIPTED_EPISODES = 1000
 
 
 def _scripted(args: argparse.Namespace) -> list[str]:
@@ -60,14 +65,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         transient=True,
     ) as bar:
         for name, policy in policies.items():
-            task = bar.add_task(f"eval {name}", total=len(ues) * args.episodes)
+            episodes = args.episodes or SCRIPTED_EPISODES
+            task = bar.add_task(f"eval {name}", total=len(ues) * episodes)
             try:
                 table += evaluate(
                     env,
                     policy,
                     params,
                     ues,
-                    args.episodes,
+                    episodes,
                     key,
                     name=name,
                     chunk_size=args.chunk_size,
@@ -78,7 +84,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for run, state in runs:
             bar.add_task(f"eval {run.directory}", total=None)
             try:
-                table += run.evaluate(state, ues, args.episodes, key, greedy=args.greedy or None)
+                episodes = args.episodes or (
+                    LLM_EVAL_EPISODES if run.config.algo == "llm4mac" else SCRIPTED_EPISODES
+                )
+                table += run.evaluate(state, ues, episodes, key, greedy=args.greedy or None)
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
     print(table.format())
@@ -88,7 +97,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and its subcommands' parsers by name."""
     parser = argparse.ArgumentParser(prog="jaxmac", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="evaluate policies per active-UE count (paper Fig. 3)")
@@ -106,22 +116,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--greedy", action="store_true", help="learned policies take their most likely decisions")
     ev.add_argument("--ues", type=parse_ues, default=None, help="UE counts, e.g. 1-8 (default 1..max-ues)")
-    ev.add_argument("--episodes", type=int, default=1000, help="episodes per UE count")
+    ev.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help=f"episodes per UE count (default {SCRIPTED_EPISODES}; an llm4mac run: {LLM_EVAL_EPISODES})",
+    )
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--aloha-q", type=float, default=None, help="ALOHA transmit probability (default 1/n)")
     ev.add_argument("--chunk-size", type=int, default=4096, help="episodes per compiled call")
     ev.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
     add_env_options(ev)
     ev.set_defaults(func=cmd_eval)
-    add_train_parsers(sub)
+    commands = {"eval": ev, **add_train_parsers(sub)}
     pr = add_prompt_parser(sub)
     add_env_options(pr)
     pr.set_defaults(func=cmd_prompt)
-    return parser
+    return parser, commands
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "preset", None):  # the preset's values become defaults: explicit options win
+        commands[args.command].set_defaults(**TRAIN_PRESETS[args.preset])
+        args = parser.parse_args(argv)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    enable_compilation_cache()
     return args.func(args)
 
 

@@ -10,14 +10,35 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxmac.agents import ALGOS, MAPPOAgent
+from jaxmac.agents import ALGOS, LLMAgent, MAPPOAgent
 from jaxmac.algorithms import HPARAM_RANGES, HParams, PPOConfig
 from jaxmac.cli.options import add_env_options, parse_ues
 from jaxmac.env import REWARD_PRESETS
 from jaxmac.training import SWEEPABLE, RunConfig, TrainingDiverged, train_run
 
-#: Largest PPO microbatch (transitions) of the language model by default: bounds its memory.
-LLM_MICROBATCH = 64
+#: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
+#: LLM4MAC that learns on a 2-core CPU in 20 minutes (README, "LLM4MAC learns").
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "llm4mac-cpu": {
+        "algo": "llm4mac",
+        "model": "tiny",
+        "episodes": 128,
+        "minibatches": 4,
+        "epochs": 4,
+        "lr": 1e-3,
+        "vf_coef": 0.02,
+    },
+}
+
+
+#: Default evaluation episodes per UE count at the end of a run (a language model's evaluation
+#: costs a T5 forward pass per distinct prompt, so it gets fewer).
+EVAL_EPISODES = 500
+LLM_EVAL_EPISODES = 200
+
+
+def _describe(options: dict[str, Any]) -> str:
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -45,6 +66,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its newest checkpoint"
     )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(TRAIN_PRESETS),
+        default=None,
+        help="named settings (options given explicitly override them): "
+        + "; ".join(f"{k}: {_describe(v)}" for k, v in TRAIN_PRESETS.items()),
+    )
     parser.add_argument("--algo", choices=ALGOS, default="mappo", help="learner")
     parser.add_argument("--no-comm", action="store_true", help="No-Comm.: every message forced to null")
     parser.add_argument(
@@ -55,6 +83,15 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--no-sie", action="store_true", help="llm4mac: no identity in the prompts (Abl. SIE)"
     )
     parser.add_argument("--raw-logits", action="store_true", help="llm4mac: score candidates by raw logits")
+    parser.add_argument(
+        "--value-hidden", type=int, default=LLMAgent.value_hidden, help="llm4mac: value head width"
+    )
+    parser.add_argument(
+        "--dedup-chunk",
+        type=int,
+        default=LLMAgent.dedup_chunk,
+        help="llm4mac: distinct prompts per model call (sets peak memory)",
+    )
     parser.add_argument("--hidden", type=int, default=MAPPOAgent.hidden, help="mappo: MLP width")
     parser.add_argument(
         "--ues", type=parse_ues, default=[2, 3, 4, 5], help="training UE range LO-HI (default 2-5)"
@@ -64,12 +101,6 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rollout-len", type=int, default=None, help="TTIs per update (default episode-len)")
     parser.add_argument("--epochs", type=int, default=ppo.epochs)
     parser.add_argument("--minibatches", type=int, default=ppo.minibatches)
-    parser.add_argument(
-        "--microbatches",
-        type=int,
-        default=None,
-        help=f"gradient accumulation per minibatch (default: mappo 1, llm4mac parts of <= {LLM_MICROBATCH})",
-    )
     for name in HPARAM_RANGES:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=float(getattr(hp, name)))
     parser.add_argument("--seed", type=int, default=0)
@@ -82,18 +113,14 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-ues", type=parse_ues, default=None, help="evaluation UE counts (default 1..max-ues)"
     )
-    parser.add_argument("--eval-episodes", type=int, default=500, help="evaluation episodes per UE count")
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=None,
+        help=f"evaluation episodes per UE count (default {EVAL_EPISODES}; llm4mac {LLM_EVAL_EPISODES})",
+    )
     parser.add_argument("--greedy", action="store_true", help="evaluate the most likely decisions")
     add_env_options(parser)
-
-
-def _microbatches(args: argparse.Namespace, episode_len: int) -> int:
-    if args.microbatches is not None:
-        return args.microbatches
-    if args.algo != "llm4mac":
-        return 1
-    size = args.episodes * (args.rollout_len or episode_len) // args.minibatches
-    return next(k for k in range(1, size + 1) if size % k == 0 and size // k <= LLM_MICROBATCH)
 
 
 def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> RunConfig:
@@ -108,6 +135,8 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
             "pretrained": not args.no_pretrained,
             "sie": not args.no_sie,
             "raw_logits": args.raw_logits,
+            "value_hidden": args.value_hidden,
+            "dedup_chunk": args.dedup_chunk,
         }
         if args.algo == "llm4mac"
         else {"hidden": args.hidden}
@@ -134,7 +163,6 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
             "rollout_len": args.rollout_len,
             "epochs": args.epochs,
             "minibatches": args.minibatches,
-            "microbatches": _microbatches(args, args.episode_len),
             "updates": 100 if args.updates is None else args.updates,
         },
         hparams={n: getattr(args, n) for n in HPARAM_RANGES},
@@ -143,7 +171,7 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
         chunk=args.chunk,
         eval_every=args.eval_every,
         eval_ues=None if args.eval_ues is None else tuple(args.eval_ues),
-        eval_episodes=args.eval_episodes,
+        eval_episodes=args.eval_episodes or (LLM_EVAL_EPISODES if args.algo == "llm4mac" else EVAL_EPISODES),
         greedy=args.greedy,
     )
 
@@ -201,7 +229,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return run_command(args, tuple(args.seeds), dict(args.sweep))
 
 
-def add_train_parsers(sub: argparse._SubParsersAction) -> None:
+def add_train_parsers(sub: argparse._SubParsersAction) -> dict[str, argparse.ArgumentParser]:
     train = sub.add_parser("train", help="train a learner with PPO (one compiled loop)")
     add_train_options(train)
     train.set_defaults(func=cmd_train)
@@ -216,3 +244,4 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
         help=f"NAME=V1,V2 with NAME from {list(SWEEPABLE)}",
     )
     sweep.set_defaults(func=cmd_sweep)
+    return {"train": train, "sweep": sweep}

@@ -21,7 +21,7 @@ from flax import nnx, struct
 
 from jaxmac.env import Action
 from jaxmac.language.prompts import PromptTemplate
-from jaxmac.models.dedup import deduplicated, deduplicated_chunks
+from jaxmac.models.dedup import check_chunk, deduplicated, distinct_keys
 from jaxmac.models.t5 import T5
 
 
@@ -122,26 +122,26 @@ def act(
     prompt_mask: jax.Array,
     candidates: CandidateSet,
     *,
-    dedup_capacity: int | Sequence[int] | None = None,
     dedup_chunk: int | None = None,
+    valid: jax.Array | None = None,
     raw_logits: bool = False,
 ) -> ActorOutput:
-    """``model(...)`` on P prompts of one agent group, optionally on its distinct prompts only
-    (``jaxmac.models.dedup``): ``dedup_chunk`` for rollouts and evaluation (work follows the
-    distinct count, not differentiable), ``dedup_capacity`` (a capacity or a ladder of them)
-    where gradients are needed. Either gives the same numbers as no dedup."""
+    """``model(...)`` on P prompts of one agent group, or, with ``dedup_chunk``, on its distinct
+    prompts only, ``dedup_chunk`` at a time (``jaxmac.models.dedup``): work and memory follow the
+    distinct prompts, forward and backward, and the outputs and gradients equal those without
+    dedup. ``valid`` (P,) bool marks the prompts whose outputs matter (active agents); the
+    others share one representative, so their outputs are those of some invalid prompt."""
+    if dedup_chunk is None:
+        return model(prompt_ids, prompt_mask, candidates, raw_logits)
+    check_chunk(dedup_chunk)
+    graphdef, params = nnx.split(model)
 
-    def run(ids: jax.Array, mask: jax.Array) -> ActorOutput:
-        return model(ids, mask, candidates, raw_logits)
+    def run(params: nnx.State, candidates: CandidateSet, ids: jax.Array, mask: jax.Array) -> ActorOutput:
+        return nnx.merge(graphdef, params)(ids, mask, candidates, raw_logits)
 
-    keys = prompt_ids * 2 + prompt_mask
-    if dedup_capacity is not None and dedup_chunk is not None:
-        raise ValueError("give dedup_capacity (differentiable) or dedup_chunk (inference), not both")
-    if dedup_chunk is not None:
-        return deduplicated_chunks(run, dedup_chunk, keys, prompt_ids, prompt_mask)
-    if dedup_capacity is not None:
-        return deduplicated(run, dedup_capacity, keys, prompt_ids, prompt_mask)
-    return run(prompt_ids, prompt_mask)
+    keys = distinct_keys(prompt_ids, prompt_mask, valid)
+    chunk = min(dedup_chunk, prompt_ids.shape[0])
+    return deduplicated(run, chunk, params, candidates, keys, prompt_ids, prompt_mask)
 
 
 def fuse(values: jax.Array, active: jax.Array, consensus: jax.Array | None = None) -> jax.Array:
