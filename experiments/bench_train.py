@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmac.agents import Choices, LLMAgent, joint_log_prob, make_agent
-from jaxmac.algorithms import Batch, HParams, PPOConfig, Trainer, Transition, gae, optimizer
+from jaxmac.algorithms import Batch, HParams, PPOConfig, Trainer, Transition, optimizer, training_batch
 from jaxmac.env import UDTSEnv
 from jaxmac.models.dedup import distinct_keys, group_rows
 from jaxmac.protocols import make_protocol
@@ -85,22 +85,6 @@ def compiled(fn: Any, *args: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     out = jax.jit(fn).lower(*args).compile()
     return out, time.perf_counter() - start
-
-
-def flat_batch(transitions: Transition, last_value: jax.Array, hp: HParams) -> Batch:
-    """GAE on (T, E) transitions, flattened to (T * E,) as ``Trainer.learn`` does."""
-    advantage, target = gae(
-        transitions.reward, transitions.value, transitions.done, last_value, hp.gamma, hp.gae_lambda
-    )
-    batch = Batch(
-        obs=transitions.obs,
-        choices=transitions.choices,
-        log_prob=transitions.log_prob,
-        value=transitions.value,
-        advantage=advantage,
-        target=target,
-    )
-    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
 
 
 def minibatch(batch: Batch, size: int, seed: int = 0) -> Batch:
@@ -202,7 +186,7 @@ def end_to_end(setup: Setup, args: argparse.Namespace) -> dict:
     }
     row["env_steps_per_s"] = episodes * T / (row["rollout_s"] + row["update_s"])
     if llm:
-        batch = flat_batch(transitions, last_value, hp)
+        batch = training_batch(transitions, last_value, hp)
         row["distinct"] = distinct_fraction(
             tr.agent, minibatch(batch, len(batch.log_prob) // args.minibatches)
         )
@@ -219,8 +203,8 @@ def behaviour_batches(args: argparse.Namespace) -> dict[str, Batch]:
     scripted = scripted_transitions(tr, params, hp, jax.random.PRNGKey(1))
     zeros = jnp.zeros(args.batch_episodes)
     return {
-        "untrained": flat_batch(untrained, last_value, hp),
-        "near-deterministic": flat_batch(scripted, zeros, hp),
+        "untrained": training_batch(untrained, last_value, hp),
+        "near-deterministic": training_batch(scripted, zeros, hp),
     }
 
 
@@ -283,7 +267,7 @@ def cost_per_transition(setup: Setup, args: argparse.Namespace) -> dict:
     zeros = jnp.zeros(episodes)
     seconds = min(timed(setup.learn, state, transitions, zeros, hp)[1] for _ in range(args.repeats))
     steps = episodes * T
-    mb = minibatch(flat_batch(transitions, zeros, hp), steps // args.minibatches)
+    mb = minibatch(training_batch(transitions, zeros, hp), steps // args.minibatches)
     return {
         "part": "cost_per_transition",
         "model": args.e2e_model,
@@ -316,6 +300,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minibatches", type=int, default=4)
     parser.add_argument("--batch-episodes", type=int, default=1024)
     parser.add_argument("--small-sample", type=int, default=128, help="part 2 minibatch of flan-t5 shapes")
+    parser.add_argument(
+        "--policies", nargs="+", default=["untrained", "near-deterministic"], help="part 2 behaviour policies"
+    )
     parser.add_argument("--torch-sample", type=int, default=256, help="PyTorch's transitions, tiny")
     parser.add_argument("--torch-small-sample", type=int, default=16, help="PyTorch's transitions, larger")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs after the compile (best is kept)")
@@ -360,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         steps: dict = {}
         real = args.batch_episodes * T // args.minibatches
         for model in args.models:
-            for policy, batch in batches.items():
+            for policy, batch in ((p, batches[p]) for p in args.policies):
                 sample = real if model == "tiny" else min(args.small_sample, real)
                 r = update_vs_torch(model, policy, batch, sample, args, steps)
                 rows.append(r)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         ax.set_xlabel("environment steps (episode-TTIs)")
         ax.set_ylabel(label)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: no overlapping labels
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -2,7 +2,6 @@
 computes jaxmac's PPO loss and gradient on the same minibatch and weights."""
 
 import copy
-import inspect
 import sys
 from pathlib import Path
 
@@ -29,12 +28,6 @@ HP = dict(lr=1e-3, clip_eps=0.2, vf_coef=0.5, ent_coef=0.05, kl_coef=0.1, max_gr
 #: XLA flags that cut this test's compile time (what it compiles runs once, on tiny shapes)
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl")
-
-
-def policy_output(agent, params, obs):
-    """``agent(params, obs)``, with ``train=False`` where the agent still takes it."""
-    takes_train = "train" in inspect.signature(agent.__call__).parameters
-    return agent(params, obs, **({"train": False} if takes_train else {}))
 
 
 def observations(key):
@@ -97,7 +90,7 @@ def setup(tmp_path_factory):
         """jaxmac's PPO loss; the rollout policy's log-probs and values are the current ones plus
         noise (constants: stop_gradient), so some ratios and values clip and some do not. One
         compiled program gives the batch, the loss and the gradient."""
-        out = policy_output(agent, params, obs)
+        out = agent(params, obs)
         log_prob = joint_log_prob(out, choices, obs.active)
         value = jax.lax.stop_gradient(out.value) + noise["value"]
         batch = Batch(

@@ -13,6 +13,7 @@ from jaxmac.algorithms.ppo import (
     normalize,
     optimizer,
     ppo_objective,
+    training_batch,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "normalize",
     "optimizer",
     "ppo_objective",
+    "training_batch",
 ]

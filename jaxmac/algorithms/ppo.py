@@ -154,6 +154,23 @@ def gae(
     return advantage, advantage + value
 
 
+def training_batch(transitions: Transition, last_value: jax.Array, hp: Any) -> Batch:
+    """GAE on (T, E) ``transitions`` (``last_value`` (E,) bootstraps the rollout's end), then
+    the ``Batch`` PPO trains on, flattened to one axis of T * E transitions."""
+    advantage, target = gae(
+        transitions.reward, transitions.value, transitions.done, last_value, hp.gamma, hp.gae_lambda
+    )
+    batch = Batch(
+        obs=transitions.obs,
+        choices=transitions.choices,
+        log_prob=transitions.log_prob,
+        value=transitions.value,
+        advantage=advantage,
+        target=target,
+    )
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
+
+
 def ppo_objective(
     log_prob: jax.Array, entropy: jax.Array, value: jax.Array, batch: Batch, hp: HParams
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -347,19 +364,8 @@ class Trainer:
     ) -> tuple[RunnerState, dict[str, jax.Array]]:
         """GAE on (T, E) ``transitions``, then ``epochs`` x ``minibatches`` PPO steps; returns the
         new state and the loss terms (means over the steps; ``nonfinite`` counts skipped steps)."""
-        advantage, target = gae(
-            transitions.reward, transitions.value, transitions.done, last_value, hp.gamma, hp.gae_lambda
-        )
-        batch = Batch(
-            obs=transitions.obs,
-            choices=transitions.choices,
-            log_prob=transitions.log_prob,
-            value=transitions.value,
-            advantage=advantage,
-            target=target,
-        )
-        size = transitions.reward.size
-        batch = jax.tree.map(lambda x: x.reshape(size, *x.shape[2:]), batch)
+        batch = training_batch(transitions, last_value, hp)
+        size = batch.log_prob.shape[0]
 
         def sgd_step(carry: tuple, minibatch: Batch) -> tuple[tuple, dict[str, jax.Array]]:
             params, opt_state, terms = self.ppo_step(*carry, minibatch, hp)

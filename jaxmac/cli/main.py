@@ -87,7 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 episodes = args.episodes or (
                     LLM_EVAL_EPISODES if run.config.algo == "llm4mac" else SCRIPTED_EPISODES
                 )
-                table += run.evaluate(state, ues, episodes, key, greedy=args.greedy or None)
+                table += run.evaluate(state, ues, episodes, key, greedy=args.greedy)
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
     print(table.format())
@@ -114,7 +114,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         default=[],
         help="a run directory of jaxmac train/sweep; its newest checkpoint is evaluated (repeatable)",
     )
-    ev.add_argument("--greedy", action="store_true", help="learned policies take their most likely decisions")
+    ev.add_argument(
+        "--greedy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="learned policies take their most likely decisions (--no-greedy: sample them); "
+        "default: each run's own setting",
+    )
     ev.add_argument("--ues", type=parse_ues, default=None, help="UE counts, e.g. 1-8 (default 1..max-ues)")
     ev.add_argument(
         "--episodes",

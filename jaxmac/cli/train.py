@@ -22,11 +22,15 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "llm4mac-cpu": {
         "algo": "llm4mac",
         "model": "tiny",
-        "episodes": 128,
-        "minibatches": 4,
-        "epochs": 4,
+        "ues": [2, 3, 4, 5],
+        "episodes": 512,
+        "minibatches": 2,
+        "epochs": 2,
         "lr": 1e-3,
         "vf_coef": 0.02,
+        "updates": 20,
+        "chunk": 5,
+        "greedy": True,
     },
 }
 
@@ -34,11 +38,15 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 #: Default evaluation episodes per UE count at the end of a run (a language model's evaluation
 #: costs a T5 forward pass per distinct prompt, so it gets fewer).
 EVAL_EPISODES = 500
-LLM_EVAL_EPISODES = 200
+LLM_EVAL_EPISODES = 100
 
 
 def _describe(options: dict[str, Any]) -> str:
-    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
+    def show(value: Any) -> str:
+        return f"{min(value)}-{max(value)}" if isinstance(value, list) else str(value)
+
+    flags = (f"--{k.replace('_', '-')}" + ("" if v is True else f" {show(v)}") for k, v in options.items())
+    return " ".join(flags)
 
 
 def _float_list(text: str) -> tuple[float, ...]:

@@ -33,7 +33,11 @@ from jaxmac.training.checkpoint import Checkpoints
 from jaxmac.training.config import RunConfig
 from jaxmac.training.files import write_json_atomic
 
-#: Episodes per compiled evaluation call (fewer when the evaluation is smaller).
+#: Most episodes per compiled evaluation call. Smaller evaluations round their episode count up
+#: to a power of two, so evaluations of similar size (at the end of training, then
+#: ``jaxmac eval --checkpoint`` at other UE counts) reuse one compiled program, across processes
+#: through the persistent cache. Padding lanes repeat one episode, which costs a language model
+#: almost nothing (its prompts are deduplicated).
 EVAL_CHUNK = 4096
 
 
@@ -133,7 +137,7 @@ class Run:
                 episodes,
                 key,
                 name=config.member_name(self.directory.name, member),
-                chunk_size=min(EVAL_CHUNK, len(ues) * episodes),
+                chunk_size=min(EVAL_CHUNK, 1 << (len(ues) * episodes - 1).bit_length()),
             )
         return table
 
