@@ -19,12 +19,17 @@ import jax
 MIN_COMPILE_SECONDS = 0.5
 
 
+def cache_root() -> Path:
+    """jaxmac's cache directory: ``$JAXMAC_CACHE``, default ``~/.cache/jaxmac``."""
+    return Path(os.environ.get("JAXMAC_CACHE", Path.home() / ".cache" / "jaxmac")).expanduser()
+
+
 def compilation_cache_dir() -> Path | None:
     """The cache directory the environment selects, or None if ``JAXMAC_XLA_CACHE=off``."""
     chosen = os.environ.get("JAXMAC_XLA_CACHE")
     if chosen is not None:
         return None if chosen.strip().lower() == "off" else Path(chosen).expanduser()
-    return Path(os.environ.get("JAXMAC_CACHE", Path.home() / ".cache" / "jaxmac")).expanduser() / "xla"
+    return cache_root() / "xla"
 
 
 def enable_compilation_cache(directory: Path | str | None = None) -> Path | None:

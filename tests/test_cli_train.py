@@ -89,3 +89,10 @@ def test_a_preset_sets_defaults_and_explicit_options_win():
     assert parse_args(["train", "--out", "x"]).algo == "mappo"
     with pytest.raises(SystemExit):
         parse_args(["train", "--out", "x", "--preset", "nope"])
+
+
+def test_zero_episodes_is_an_error_naming_the_field_not_a_default(tmp_path):
+    with pytest.raises(SystemExit, match="episodes must be >= 1"):
+        main(["eval", "--policy", "random", "--ues", "1", "--episodes", "0"])
+    with pytest.raises(SystemExit, match="eval_episodes must be >= 1"):
+        main(["train", *SMALL[:-2], "--eval-episodes", "0", "--updates", "1", "--out", str(tmp_path / "r")])

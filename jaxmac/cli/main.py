@@ -65,7 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         transient=True,
     ) as bar:
         for name, policy in policies.items():
-            episodes = args.episodes or SCRIPTED_EPISODES
+            episodes = SCRIPTED_EPISODES if args.episodes is None else args.episodes
             task = bar.add_task(f"eval {name}", total=len(ues) * episodes)
             try:
                 table += evaluate(
@@ -84,9 +84,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for run, state in runs:
             bar.add_task(f"eval {run.directory}", total=None)
             try:
-                episodes = args.episodes or (
-                    LLM_EVAL_EPISODES if run.config.algo == "llm4mac" else SCRIPTED_EPISODES
-                )
+                default = LLM_EVAL_EPISODES if run.config.algo == "llm4mac" else SCRIPTED_EPISODES
+                episodes = default if args.episodes is None else args.episodes
                 table += run.evaluate(state, ues, episodes, key, greedy=args.greedy)
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None

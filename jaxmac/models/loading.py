@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxmac.compilation import cache_root
 from jaxmac.env import UDTSEnv
 from jaxmac.language import PromptTemplate, build_word_tokenizer
 from jaxmac.models.config import CONFIGS, T5Config
@@ -158,7 +158,7 @@ def prompt_tokenizer(env: UDTSEnv) -> Any:
     saved under ``$JAXMAC_CACHE`` (default ~/.cache/jaxmac) and loaded with ``AutoTokenizer``."""
     texts = sorted({text for sie in (True, False) for text in PromptTemplate(env, sie).texts()})
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("JAXMAC_CACHE", Path.home() / ".cache" / "jaxmac"))
+    cache = cache_root()
     return build_word_tokenizer(texts, cache / "tokenizers" / digest)
 
 
