@@ -135,10 +135,13 @@ def test_one_compile_serves_every_hyperparameter_value():
         small_hparams(ent_coef=0.0, clip_eps=0.1),
         small_hparams().replace(env=small_hparams().env.replace(p_arrival=0.9, n_max=1)),
     )
-    for hp in hps:
-        state, metrics = chunk(state, hp, 1)
-        state, metrics = trainer.run(state, hp, 1)
-    assert metrics["loss"].shape == (1,)
+    for hp, count in zip(hps, (1, 2, 1), strict=True):
+        state, metrics = chunk(state, hp, 2, count)
+        before = int(state.update)
+        state, metrics = trainer.run(state, hp, 2, count)  # a chunk of 2 that does `count` updates
+        assert int(state.update) == before + count
+    assert metrics["loss"].shape == (2,)
+    assert np.isfinite(metrics["loss"][0]) and np.isnan(metrics["loss"][1])  # the last count was 1
     assert trainer.run._cache_size() == 1
     chex.clear_trace_counter()
 

@@ -2,6 +2,7 @@
 
 from jaxmac.algorithms.ppo import (
     HPARAM_RANGES,
+    UPDATE_METRICS,
     Batch,
     HParams,
     PPOConfig,
@@ -20,6 +21,7 @@ __all__ = [
     "HPARAM_RANGES",
     "Batch",
     "HParams",
+    "UPDATE_METRICS",
     "PPOConfig",
     "RunnerState",
     "Trainer",

@@ -42,15 +42,27 @@ def _pad_rows(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.array([len(r) for r in rows], np.int32)
 
 
+@dataclasses.dataclass(frozen=True)
+class SegmentLayout:
+    """Where one agent's S prompt segments read from the raveled tables, and the W columns
+    (the sum of the segments' table widths) their tokens fill before compaction."""
+
+    id_offset: np.ndarray  # (S,) int32, start of the segment's table in the raveled token ids
+    width: np.ndarray  # (S,) int32, token width of the segment's table (its longest string)
+    length_offset: np.ndarray  # (S,) int32, start of the segment's table in the raveled lengths
+    column_segment: np.ndarray  # (W,) int32, the segment each column belongs to
+    column_position: np.ndarray  # (W,) int32, the column's token position within its segment
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PromptCompiler:
     """``compiler(obs) -> Prompts``: every prompt of a TTI as token ids, jittable and vmappable."""
 
     template: PromptTemplate
     tokenizer: Any  # a transformers tokenizer
-    tables: tuple[tuple[np.ndarray, np.ndarray], ...] = dataclasses.field(
-        init=False
-    )  # (ids (n, w), lengths (n,))
+    # every table's padded token ids (n_t, w_t) raveled and concatenated, and its lengths (n_t,)
+    flat: tuple[np.ndarray, np.ndarray] = dataclasses.field(init=False)
+    layout: dict[str, SegmentLayout] = dataclasses.field(init=False)  # per agent
     suffix: tuple[int, ...] = dataclasses.field(init=False)
     max_len: dict[str, int] = dataclasses.field(init=False)  # static prompt length per agent
 
@@ -59,31 +71,52 @@ class PromptCompiler:
         pad = tok.pad_token_id
         if pad is None:
             raise ValueError("tokenizer must define a pad token (pad_token_id is None)")
-        tables = tuple(
+        tables = [
             _pad_rows([tok(s, add_special_tokens=False)["input_ids"] for s in table], pad)
             for table in self.template.tables
-        )
+        ]
+        id_offsets = np.cumsum([0] + [ids.size for ids, _ in tables])
+        length_offsets = np.cumsum([0] + [len(lengths) for _, lengths in tables])
+        layout = {}
+        for agent in AGENTS:
+            segments = np.asarray(self.template.table_ids(agent))
+            width = np.asarray([tables[t][0].shape[1] for t in segments], np.int32)
+            layout[agent] = SegmentLayout(
+                id_offset=id_offsets[segments].astype(np.int32),
+                width=width,
+                length_offset=length_offsets[segments].astype(np.int32),
+                column_segment=np.repeat(np.arange(len(segments)), width).astype(np.int32),
+                column_position=np.concatenate([np.arange(w) for w in width]).astype(np.int32),
+            )
         suffix = tuple(tok("")["input_ids"])
-        widths = {
-            a: sum(tables[t][0].shape[1] for t in self.template.table_ids(a)) + len(suffix) for a in AGENTS
-        }
-        object.__setattr__(self, "tables", tables)
+        flat = (
+            np.concatenate([ids.ravel() for ids, _ in tables]),
+            np.concatenate([lengths for _, lengths in tables]),
+        )
+        object.__setattr__(self, "flat", flat)
+        object.__setattr__(self, "layout", layout)
         object.__setattr__(self, "suffix", suffix)
-        object.__setattr__(self, "max_len", widths)
+        object.__setattr__(self, "max_len", {a: int(layout[a].width.sum()) + len(suffix) for a in AGENTS})
 
     def assemble(self, rows: jax.Array, agent: str) -> tuple[jax.Array, jax.Array]:
-        """(P, S) table rows of P prompts -> ids (P, L) and mask (P, L)."""
-        pieces, valid = [], []
-        for s, table in enumerate(self.template.table_ids(agent)):
-            ids, lengths = (jnp.asarray(a) for a in self.tables[table])
-            row = rows[:, s]
-            pieces.append(ids[jnp.maximum(row, 0)])
-            length = jnp.where(row >= 0, lengths[jnp.maximum(row, 0)], 0)
-            valid.append(jnp.arange(ids.shape[1])[None, :] < length[:, None])
+        """(P, S) table rows of P prompts -> ids (P, L) and mask (P, L).
+
+        One gather reads every segment's tokens from all tables raveled into one array, so the
+        compiled program holds a handful of operations whatever the number of segments (a BS
+        prompt has 40 at 8 UEs), not a few per segment."""
+        layout = self.layout[agent]
+        tokens_flat, lengths_flat = (jnp.asarray(a) for a in self.flat)
+        row = jnp.maximum(rows, 0)
+        start = jnp.asarray(layout.id_offset) + row * jnp.asarray(layout.width)  # (P, S)
+        column_segment = jnp.asarray(layout.column_segment)
+        column_position = jnp.asarray(layout.column_position)
+        tokens = tokens_flat[start[:, column_segment] + column_position]  # (P, W)
+        length = jnp.where(rows >= 0, lengths_flat[jnp.asarray(layout.length_offset) + row], 0)  # (P, S)
+        keep = column_position < length[:, column_segment]
         p = rows.shape[0]
         suffix = jnp.broadcast_to(jnp.asarray(self.suffix, jnp.int32), (p, len(self.suffix)))
-        tokens = jnp.concatenate([*pieces, suffix], axis=1)
-        keep = jnp.concatenate([*valid, jnp.ones_like(suffix, bool)], axis=1)
+        tokens = jnp.concatenate([tokens, suffix], axis=1)
+        keep = jnp.concatenate([keep, jnp.ones_like(suffix, bool)], axis=1)
         length = self.max_len[agent]
         position = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, length)  # out of range: dropped
         prompt = jnp.arange(p)[:, None]

@@ -13,6 +13,7 @@ its own candidates and static prompt length: P prompts of one group at a time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -135,13 +136,26 @@ def act(
         return model(prompt_ids, prompt_mask, candidates, raw_logits)
     check_chunk(dedup_chunk)
     graphdef, params = nnx.split(model)
-
-    def run(params: nnx.State, candidates: CandidateSet, ids: jax.Array, mask: jax.Array) -> ActorOutput:
-        return nnx.merge(graphdef, params)(ids, mask, candidates, raw_logits)
-
+    run = functools.partial(_score_chunk, graphdef, raw_logits)
     keys = distinct_keys(prompt_ids, prompt_mask, valid)
     chunk = min(dedup_chunk, prompt_ids.shape[0])
     return deduplicated(run, chunk, params, candidates, keys, prompt_ids, prompt_mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _score_chunk(
+    graphdef: nnx.GraphDef,
+    raw_logits: bool,
+    params: nnx.State,
+    candidates: CandidateSet,
+    ids: jax.Array,
+    mask: jax.Array,
+) -> ActorOutput:
+    """The model on one chunk of prompts. A jitted function of its own, so that its trace is
+    made once per chunk shape and reused by every call site of a program (the rollout, the
+    loss, the backward pass of each agent group): this cuts the Python tracing and lowering
+    of a training program, not the work it compiles to."""
+    return nnx.merge(graphdef, params)(ids, mask, candidates, raw_logits)
 
 
 def fuse(values: jax.Array, active: jax.Array, consensus: jax.Array | None = None) -> jax.Array:

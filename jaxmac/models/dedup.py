@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from jaxmac.env.rng import fmix32
 
@@ -105,14 +106,17 @@ def _backward(fn: Callable[..., Any], chunk: int, residuals: tuple, cotangent: A
     padded = representative.shape[0]
     per_group = jax.tree.map(lambda g: jax.ops.segment_sum(g, group, num_segments=padded), cotangent)
 
-    def body(i: jax.Array, grads: Any) -> Any:
+    zeros, unravel = ravel_pytree(jax.tree.map(jnp.zeros_like, params))
+
+    def body(i: jax.Array, grads: jax.Array) -> jax.Array:
         index = jax.lax.dynamic_slice_in_dim(representative, i * chunk, chunk)
         chunk_rows = tuple(r[index] for r in rows)
         _, vjp = jax.vjp(lambda p: fn(p, consts, *chunk_rows), params)
         (g,) = vjp(jax.tree.map(lambda c: jax.lax.dynamic_slice_in_dim(c, i * chunk, chunk), per_group))
-        return jax.tree.map(jnp.add, grads, g)
+        return grads + ravel_pytree(g)[0]
 
-    grads = jax.lax.fori_loop(0, n_chunks, body, jax.tree.map(jnp.zeros_like, params))
+    # accumulated as one raveled vector: one add per chunk instead of one per parameter array
+    grads = unravel(jax.lax.fori_loop(0, n_chunks, body, zeros))
     return (grads, None, None, *(None for _ in rows))
 
 

@@ -64,7 +64,7 @@ class Run:
     trainer: Trainer
     keys: jax.Array
     hparams: HParams
-    compiled: dict[int, Any] = dataclasses.field(default_factory=dict)
+    compiled: Any = None  # the chunk program, compiled on first use
     compile_seconds: float = 0.0
 
     @classmethod
@@ -82,21 +82,23 @@ class Run:
         )
 
     def chunk(self, state: RunnerState, n: int) -> tuple[RunnerState, dict[str, jax.Array]]:
-        """``n`` updates (member-wise for a sweep); the first call for each ``n`` compiles,
-        timed in ``compile_seconds``."""
-        if n not in self.compiled:
+        """``n`` <= ``config.chunk`` updates (member-wise for a sweep). One program, compiled for
+        ``config.chunk`` updates on the first call (timed in ``compile_seconds``), serves every
+        ``n``: a run's shorter last chunk and a resume reuse it."""
+        if self.compiled is None:
             if self.config.sweep:
                 fn = jax.jit(
-                    jax.vmap(self.trainer.update_chunk, in_axes=(0, 0, None)),
+                    jax.vmap(self.trainer.update_chunk, in_axes=(0, 0, None, None)),
                     static_argnums=2,
                     out_shardings=(self.trainer.state_shardings(True), None),
                 )
             else:
                 fn = self.trainer.run
             start = time.perf_counter()
-            self.compiled[n] = fn.lower(state, self.hparams, n).compile()
+            self.compiled = fn.lower(state, self.hparams, self.config.chunk, n).compile()
             self.compile_seconds += time.perf_counter() - start
-        return self.compiled[n](state, self.hparams)
+        state, metrics = self.compiled(state, self.hparams, n)
+        return state, jax.tree.map(lambda m: m[..., :n], metrics)
 
     def member_params(self, state: RunnerState, i: int) -> Any:
         return jax.tree.map(lambda x: x[i], state.params) if self.config.sweep else state.params
