@@ -11,6 +11,7 @@ from pathlib import Path
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -144,3 +145,14 @@ def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
         )
         action = policy(jax.random.PRNGKey(1), obs, state, config.base_hparams().env)
         assert not np.any(action.ucm) and not np.any(action.dcm)
+
+
+def test_restoring_a_checkpoint_of_another_state_layout_names_the_counts(tmp_path):
+    checkpoints = Checkpoints(tmp_path / "checkpoints")
+    checkpoints.save(3, {"a": jnp.zeros(2), "b": jnp.ones(3)})
+    like = {"a": jnp.zeros(2), "b": jnp.ones(3), "c": jnp.ones(1)}
+    with pytest.raises(ValueError, match=r"checkpoint 3 in .* holds 2 arrays where this run's state has 3"):
+        checkpoints.restore(3, like)
+    restored = checkpoints.restore(3, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
+    np.testing.assert_array_equal(restored["b"], np.ones(3))
+    checkpoints.close()

@@ -26,7 +26,10 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False
         )
-        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+        self.directory = Path(directory)
+        self.manager = ocp.CheckpointManager(
+            self.directory.absolute(), options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     def latest(self) -> int | None:
         """The newest complete checkpoint's step (updates done), or None."""
@@ -39,11 +42,15 @@ class Checkpoints:
     def restore(self, step: int, like: Any) -> Any:
         """The state saved at ``step``, in the structure (and shardings) of ``like``."""
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _leaves(like))
-        saved = self.manager.restore(step, args=ocp.args.StandardRestore(target))
-        if len(saved) != len(target):
+        stored = len(self.manager.item_metadata(step))
+        if stored != len(target):
             raise ValueError(
-                f"checkpoint {step} holds {len(saved)} arrays, this run's state has {len(target)}"
+                f"checkpoint {step} in {self.directory} holds {stored} arrays where this run's state "
+                f"has {len(target)}: it was written with another layout of the runner state (for "
+                "instance by an earlier jaxmac, whose Adam kept one array per parameter). Resume it "
+                "with the version that wrote it, or train into a new directory."
             )
+        saved = self.manager.restore(step, args=ocp.args.StandardRestore(target))
         return jax.tree.unflatten(jax.tree.structure(like), [saved[k] for k in sorted(saved)])
 
     def close(self) -> None:
