@@ -21,7 +21,7 @@ from flax import nnx
 from jaxmac.agents.base import Params, PolicyOutput
 from jaxmac.env import Observation, UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate
-from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act, fuse
+from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act_distinct, fuse
 from jaxmac.models.loading import load_t5
 from jaxmac.models.t5 import T5
 
@@ -84,7 +84,6 @@ class LLMAgent:
         return {"t5": t5, "value_head": head}
 
     def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
-        model = nnx.merge(self.graphdef, params)
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group
         valid = obs.active.reshape(-1)
 
@@ -92,7 +91,7 @@ class LLMAgent:
             e, m, length = ids.shape
             flat = ids.reshape(e * m, length), mask.reshape(e * m, length)
             chunk, raw = self.dedup_chunk, self.raw_logits
-            out = act(model, *flat, candidates, dedup_chunk=chunk, valid=valid, raw_logits=raw)
+            out = act_distinct(self.graphdef, params, *flat, candidates, chunk, valid=valid, raw_logits=raw)
             return out.log_probs.reshape(e, m, -1), out.value.reshape(e, m)
 
         ue_log_probs, ue_values = group(prompts.ue_ids, prompts.ue_mask, self.candidates.ue)

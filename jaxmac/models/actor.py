@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -134,8 +135,27 @@ def act(
     others share one representative, so their outputs are those of some invalid prompt."""
     if dedup_chunk is None:
         return model(prompt_ids, prompt_mask, candidates, raw_logits)
-    check_chunk(dedup_chunk)
     graphdef, params = nnx.split(model)
+    return act_distinct(
+        graphdef, params, prompt_ids, prompt_mask, candidates, dedup_chunk, valid=valid, raw_logits=raw_logits
+    )
+
+
+def act_distinct(
+    graphdef: nnx.GraphDef,
+    params: Any,
+    prompt_ids: jax.Array,
+    prompt_mask: jax.Array,
+    candidates: CandidateSet,
+    dedup_chunk: int,
+    *,
+    valid: jax.Array | None = None,
+    raw_logits: bool = False,
+) -> ActorOutput:
+    """``act(nnx.merge(graphdef, params), ..., dedup_chunk=dedup_chunk)`` for a model held as
+    its graph and parameters (an ``nnx.State`` or a pure dict of it), as inside a jitted
+    training step: no module is built around the parameters to be taken apart again."""
+    check_chunk(dedup_chunk)
     run = functools.partial(_score_chunk, graphdef, raw_logits)
     keys = distinct_keys(prompt_ids, prompt_mask, valid)
     chunk = min(dedup_chunk, prompt_ids.shape[0])
@@ -146,7 +166,7 @@ def act(
 def _score_chunk(
     graphdef: nnx.GraphDef,
     raw_logits: bool,
-    params: nnx.State,
+    params: Any,
     candidates: CandidateSet,
     ids: jax.Array,
     mask: jax.Array,
