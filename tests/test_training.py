@@ -156,3 +156,11 @@ def test_restoring_a_checkpoint_of_another_state_layout_names_the_counts(tmp_pat
     restored = checkpoints.restore(3, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
     np.testing.assert_array_equal(restored["b"], np.ones(3))
     checkpoints.close()
+
+
+def test_a_chunk_longer_than_the_compiled_one_is_an_error_naming_n(tmp_path):
+    run = Run.build(SMALL, tmp_path / "r")
+    state = run.init()
+    for n in (0, SMALL.chunk + 1):
+        with pytest.raises(ValueError, match=rf"n must be an integer in \[1, chunk={SMALL.chunk}\], got {n}"):
+            run.chunk(state, n)

@@ -42,7 +42,7 @@ def _pad_rows(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.array([len(r) for r in rows], np.int32)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class SegmentLayout:
     """Where one agent's S prompt segments read from the raveled tables, and the W columns
     (the sum of the segments' table widths) their tokens fill before compaction."""

@@ -106,7 +106,7 @@ def _backward(fn: Callable[..., Any], chunk: int, residuals: tuple, cotangent: A
     padded = representative.shape[0]
     per_group = jax.tree.map(lambda g: jax.ops.segment_sum(g, group, num_segments=padded), cotangent)
 
-    zeros, unravel = ravel_pytree(jax.tree.map(jnp.zeros_like, params))
+    flat, unravel = ravel_pytree(params)
 
     def body(i: jax.Array, grads: jax.Array) -> jax.Array:
         index = jax.lax.dynamic_slice_in_dim(representative, i * chunk, chunk)
@@ -116,7 +116,7 @@ def _backward(fn: Callable[..., Any], chunk: int, residuals: tuple, cotangent: A
         return grads + ravel_pytree(g)[0]
 
     # accumulated as one raveled vector: one add per chunk instead of one per parameter array
-    grads = unravel(jax.lax.fori_loop(0, n_chunks, body, zeros))
+    grads = unravel(jax.lax.fori_loop(0, n_chunks, body, jnp.zeros_like(flat)))
     return (grads, None, None, *(None for _ in rows))
 
 

@@ -85,6 +85,8 @@ class Run:
         """``n`` <= ``config.chunk`` updates (member-wise for a sweep). One program, compiled for
         ``config.chunk`` updates on the first call (timed in ``compile_seconds``), serves every
         ``n``: a run's shorter last chunk and a resume reuse it."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.config.chunk:
+            raise ValueError(f"n must be an integer in [1, chunk={self.config.chunk}], got {n!r}")
         if self.compiled is None:
             if self.config.sweep:
                 fn = jax.jit(
