@@ -15,6 +15,7 @@ from jaxmac.models import (
     CandidateSet,
     LanguageActorCritic,
     act,
+    act_distinct,
     choices_to_action,
     fuse,
     load_pretrained_t5,
@@ -135,6 +136,24 @@ def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
     np.testing.assert_allclose(out_full.value[rows], out_dedup.value[rows], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(l_full, l_dedup, rtol=1e-5)
     assert _relative_error(g_dedup, g_full) < 1e-5
+
+
+def test_dedup_gradient_traces_the_model_once_per_shape(rollout_batch, monkeypatch):
+    """The backward pass reuses the forward's trace of the model (a trace is Python work paid
+    by every compile and every rerun that reloads a program from the cache)."""
+    model, prompts, candidates = rollout_batch
+    traces = []
+    call = LanguageActorCritic.__call__
+    monkeypatch.setattr(LanguageActorCritic, "__call__", lambda *a, **k: traces.append(1) or call(*a, **k))
+    graph, params = nnx.split(model)
+    ids, mask = prompts.ue_ids, prompts.ue_mask
+
+    def loss(params):
+        out = act_distinct(graph, params, ids, mask, candidates.ue, 3)  # a chunk no other test uses
+        return jnp.sum(out.log_probs) + jnp.sum(out.value)
+
+    jax.make_jaxpr(jax.grad(loss))(params)
+    assert len(traces) == 1
 
 
 @pytest.mark.parametrize("chunk", [16, 1000])

@@ -64,6 +64,16 @@ def _chunks(representative: jax.Array, chunk: int) -> tuple[jax.Array, int]:
 def _forward(
     fn: Callable[..., Any], chunk: int, params: Any, consts: Any, keys: jax.Array, *rows: jax.Array
 ) -> tuple[Any, tuple]:
+    # The backward pass runs under the abstract mesh its equation recorded, which is an explicit
+    # (possibly empty) mesh; tracing the forward under the same one lets a jitted ``fn`` reuse
+    # its trace there (one Python trace per shape instead of two).
+    with jax.sharding.use_abstract_mesh(jax.sharding.get_abstract_mesh()):
+        return _forward_in_mesh(fn, chunk, params, consts, keys, *rows)
+
+
+def _forward_in_mesh(
+    fn: Callable[..., Any], chunk: int, params: Any, consts: Any, keys: jax.Array, *rows: jax.Array
+) -> tuple[Any, tuple]:
     representative, group, count = group_rows(keys)
     representative, padded = _chunks(representative, chunk)
     shapes = jax.eval_shape(fn, params, consts, *(r[:chunk] for r in rows))
