@@ -39,9 +39,8 @@ from flax import nnx
 from torch_ppo import torch_scores
 
 from jaxmac.env import UDTSEnv
-from jaxmac.language import AGENTS, PromptCompiler, Prompts, PromptTemplate
-from jaxmac.models import CONFIGS, Candidates, LanguageActorCritic, act, load_pretrained_t5
-from jaxmac.models.loading import prompt_tokenizer, tiny_config
+from jaxmac.language import AGENTS, PromptCompiler, Prompts, PromptTemplate, prompt_tokenizer
+from jaxmac.models import CONFIGS, Candidates, LanguageActorCritic, act, load_pretrained_t5, tiny_config
 from jaxmac.protocols import make_protocol
 
 N_UES, EPISODES, TTIS = 5, 1000, 24
@@ -82,7 +81,7 @@ def bench(name: str, args: argparse.Namespace) -> dict:
     tokenizer = prompt_tokenizer(env)
     template = PromptTemplate(env)
     compiler = PromptCompiler(template, tokenizer)
-    candidates = Candidates.build(template, tokenizer)
+    candidates = Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer)
     cfg = tiny_config(tokenizer) if name == "tiny" else CONFIGS[name]
     torch.manual_seed(0)
     reference = transformers.T5ForConditionalGeneration(transformers.T5Config(**cfg.hf_kwargs())).eval()

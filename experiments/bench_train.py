@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmac.agents import Choices, LLMAgent, joint_log_prob, make_agent
+from jaxmac.agents import Choices, LLMAgent, make_agent
 from jaxmac.algorithms import Batch, HParams, PPOConfig, Trainer, Transition, optimizer, training_batch
 from jaxmac.env import UDTSEnv
 from jaxmac.models.dedup import distinct_keys, group_rows
@@ -129,10 +129,10 @@ def scripted_transitions(tr: Trainer, params: Any, hp: HParams, key: jax.Array) 
         _, (obs, choices, reward, done) = jax.lax.scan(tti, (obs, state), jax.random.split(key, T))
         flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), (obs, choices))
         out = tr.agent(params, flat[0])
-        log_prob = joint_log_prob(out, flat[1], flat[0].active).reshape(T, e)
+        log_prob = out.policy.log_prob(flat[1]).reshape(T, e)
         return Transition(
             obs=obs,
-            choices=choices,
+            sample=choices,
             log_prob=log_prob,
             value=out.value.reshape(T, e),
             reward=reward,

@@ -12,7 +12,7 @@ PyTorch user of Lamorel (and GLAM's PPO updater) would write, not what would be 
   (``decoder_hidden_states[-1][:, 0]``, as Lamorel's value module reads it).
 * Only the active agents' prompts are computed: 2n per transition (each active UE's own and
   the BS's about each active UE). A transition's joint log-probability, entropy and value are
-  means over its 2n decisions (Eq. 11, the same as ``jaxmac.models.actor.fuse``).
+  means over its 2n decisions (Eq. 11, the same as ``jaxmac.agents.policy.fuse``).
 * ``TorchPPO.update``: one SGD step on a minibatch. The advantage is normalised over the whole
   minibatch (``jaxmac.algorithms.normalize``), then the minibatch is processed in passes of
   ``transitions_per_pass`` transitions (gradient accumulation: memory is bounded by a pass);
@@ -263,8 +263,8 @@ class TorchBatch:
             bs_ids=np.asarray(prompts.bs_ids),
             bs_mask=np.asarray(prompts.bs_mask, bool),
             active=np.asarray(batch.obs.active, bool),
-            ue_choice=np.asarray(batch.choices.ue),
-            bs_choice=np.asarray(batch.choices.bs),
+            ue_choice=np.asarray(batch.sample.ue),
+            bs_choice=np.asarray(batch.sample.bs),
             log_prob=f32(batch.log_prob),
             value=f32(batch.value),
             advantage=f32(batch.advantage),

@@ -8,16 +8,15 @@ import torch
 from flax import nnx
 from t5_fixtures import TINY_HF, save_random_t5
 
+from jaxmac.agents.policy import Choices, choices_to_action, fuse
 from jaxmac.env import UDTSEnv
-from jaxmac.language import PromptCompiler, PromptTemplate
+from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
 from jaxmac.models import (
     Candidates,
     CandidateSet,
     LanguageActorCritic,
     act,
     act_distinct,
-    choices_to_action,
-    fuse,
     load_pretrained_t5,
     load_t5,
 )
@@ -76,7 +75,7 @@ def test_candidate_log_probs_match_lamorel_scoring(checkpoint, raw):
 def rollout_batch():
     """Prompts of 16 episodes a few TTIs into contention_free: many repeat."""
     env = UDTSEnv(max_ues=4, buffer_size=5)
-    t5, tok = load_t5("tiny", env=env)
+    t5, tok = load_t5("tiny", word_tokenizer=lambda: prompt_tokenizer(env))
     template = PromptTemplate(env)
     compiler = PromptCompiler(template, tok)
     params = env.default_params.replace(n_min=1, n_max=4)
@@ -93,7 +92,7 @@ def rollout_batch():
     prompts = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), 16))
     flat = jax.tree.map(lambda x: x.reshape(-1, x.shape[-1]), prompts)  # (16 * M, L) per group
     model = LanguageActorCritic(t5, value_hidden=32, rngs=nnx.Rngs(1))
-    return model, flat, Candidates.build(template, tok)
+    return model, flat, Candidates.build(template.ue_candidates, template.bs_candidates, tok)
 
 
 def _relative_error(a, b):
@@ -187,7 +186,7 @@ def test_choice_decoding_follows_the_candidate_order():
     env = UDTSEnv(max_ues=2)
     template = PromptTemplate(env)
     for c, text in enumerate(template.ue_candidates):
-        action = choices_to_action(jnp.array([c, 0]), jnp.array([2, 1]), env.ucm_vocab)
+        action = choices_to_action(Choices(ue=jnp.array([c, 0]), bs=jnp.array([2, 1])), env.ucm_vocab)
         assert (
             f"{('nothing', 'transmit', 'delete')[int(action.ue[0])]} {env.ucm_words[int(action.ucm[0])]}"
             == text
@@ -197,7 +196,7 @@ def test_choice_decoding_follows_the_candidate_order():
 
 def test_tiny_tokenizer_round_trips_through_auto_tokenizer(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXMAC_CACHE", str(tmp_path))
-    _, tok = load_t5("tiny")
+    _, tok = load_t5("tiny", word_tokenizer=lambda: prompt_tokenizer(UDTSEnv()))
     files = list(tmp_path.rglob("tokenizer.json"))
     assert len(files) == 1
     from transformers import AutoTokenizer

@@ -8,7 +8,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmac.agents import Choices, PolicyOutput, joint_entropy, joint_log_prob, make_agent, silence
+from jaxmac.agents import CandidatePolicy, Choices, make_agent
 from jaxmac.algorithms import (
     Batch,
     HParams,
@@ -77,7 +77,7 @@ def test_loss_on_a_hand_made_batch_equals_the_papers_formulas():
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     batch = Batch(
         obs=None,
-        choices=None,
+        sample=None,
         log_prob=f32(old_logp),
         value=f32(old_v),
         advantage=normalize(f32(raw_adv)),
@@ -95,23 +95,24 @@ def test_loss_on_a_hand_made_batch_equals_the_papers_formulas():
 def test_joint_log_prob_is_the_mean_over_active_decisions_and_ignores_padding():
     ue = jnp.log(jnp.array([[[0.5, 0.5, 0, 0, 0, 0], [0.1, 0.9, 0, 0, 0, 0]]]) + 1e-30)
     bs = jnp.log(jnp.array([[[0.25, 0.75, 0.0], [0.6, 0.4, 0.0]]]) + 1e-30)
-    out = PolicyOutput(ue_log_probs=ue, bs_log_probs=bs, value=jnp.zeros(1))
-    choices = Choices(ue=jnp.array([[1, 0]]), bs=jnp.array([[1, 2]]))
     active = jnp.array([[True, False]])  # slot 1 is padding: its (absurd) choices must not count
+    policy = CandidatePolicy(ue_log_probs=ue, bs_log_probs=bs, active=active, ucm_vocab=2)
+    choices = Choices(ue=jnp.array([[1, 0]]), bs=jnp.array([[1, 2]]))
     expected = (np.log(0.5) + np.log(0.75)) / 2
-    np.testing.assert_allclose(joint_log_prob(out, choices, active), [expected], rtol=1e-6)
+    np.testing.assert_allclose(policy.log_prob(choices), [expected], rtol=1e-6)
     h = lambda p: -sum(x * np.log(x) for x in p if x > 0)  # noqa: E731
-    np.testing.assert_allclose(joint_entropy(out, active), [(h([0.5, 0.5]) + h([0.25, 0.75])) / 2], rtol=1e-5)
+    np.testing.assert_allclose(policy.entropy(), [(h([0.5, 0.5]) + h([0.25, 0.75])) / 2], rtol=1e-5)
 
 
 def test_silence_leaves_only_null_messages_normalised():
     rng = np.random.default_rng(1)
-    out = PolicyOutput(
+    out = CandidatePolicy(
         ue_log_probs=jax.nn.log_softmax(jnp.asarray(rng.normal(size=(3, 2, 6)), jnp.float32)),
         bs_log_probs=jax.nn.log_softmax(jnp.asarray(rng.normal(size=(3, 2, 3)), jnp.float32)),
-        value=jnp.zeros(3),
+        active=jnp.ones((3, 2), bool),
+        ucm_vocab=2,
     )
-    quiet = silence(out)
+    quiet = out.silence()
     p_ue, p_bs = np.exp(quiet.ue_log_probs), np.exp(quiet.bs_log_probs)
     np.testing.assert_allclose(p_ue.sum(-1), 1.0, rtol=1e-6)
     assert np.all(p_ue[..., 1::2] == 0) and np.all(p_bs[..., 0] == 1.0)
@@ -195,7 +196,7 @@ def test_llm_ppo_step_on_100k_prompts_fits_in_4gb_and_compiles_once():
     rng = np.random.default_rng(0)
     minibatch = Batch(
         obs=obs,
-        choices=Choices(
+        sample=Choices(
             ue=jnp.asarray(rng.integers(0, 6, (n, 8))), bs=jnp.asarray(rng.integers(0, 3, (n, 8)))
         ),
         log_prob=zeros - 1.0,

@@ -12,10 +12,11 @@ import pytest
 import torch
 from t5_fixtures import save_random_t5
 
-from jaxmac.agents import Choices, LLMAgent, joint_entropy, joint_log_prob
+from jaxmac.agents import Choices, LLMAgent
 from jaxmac.algorithms import Batch, HParams, normalize, ppo_objective
 from jaxmac.env import UDTSEnv
-from jaxmac.models.loading import prompt_tokenizer, tiny_config
+from jaxmac.language import prompt_tokenizer
+from jaxmac.models import tiny_config
 from jaxmac.protocols import make_protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -91,18 +92,18 @@ def setup(tmp_path_factory):
         noise (constants: stop_gradient), so some ratios and values clip and some do not. One
         compiled program gives the batch, the loss and the gradient."""
         out = agent(params, obs)
-        log_prob = joint_log_prob(out, choices, obs.active)
+        log_prob = out.policy.log_prob(choices)
         value = jax.lax.stop_gradient(out.value) + noise["value"]
         batch = Batch(
             obs=obs,
-            choices=choices,
+            sample=choices,
             log_prob=jax.lax.stop_gradient(log_prob) + noise["log_prob"],
             value=value,
             advantage=advantage,
             target=value + noise["target"],
         )
         normalised = batch.replace(advantage=normalize(batch.advantage))
-        loss, terms = ppo_objective(log_prob, joint_entropy(out, obs.active), out.value, normalised, hp)
+        loss, terms = ppo_objective(log_prob, out.policy.entropy(), out.value, normalised, hp)
         return loss, (terms, batch, jax.vmap(agent.compiler)(obs))
 
     loss_and_grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True), compiler_options=FAST_COMPILE)

@@ -3,44 +3,13 @@ and No-Comm. (either one with its messages forced to ``null``)."""
 
 from __future__ import annotations
 
-import dataclasses
-
-import jax
-
-from jaxmac.agents.base import (
-    Agent,
-    Choices,
-    LearnedPolicy,
-    Params,
-    PolicyOutput,
-    choose,
-    joint_entropy,
-    joint_log_prob,
-    silence,
-    to_action,
-)
+from jaxmac.agents.base import Agent, LearnedPolicy, NoComm, Params
 from jaxmac.agents.llm import LLMAgent
 from jaxmac.agents.mappo import MAPPOAgent
-from jaxmac.env import Observation, UDTSEnv
+from jaxmac.agents.policy import AgentOutput, CandidatePolicy, Choices, JointPolicy, fuse
+from jaxmac.env import UDTSEnv
 
 ALGOS = ("llm4mac", "mappo")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class NoComm:
-    """No-Comm. (SPEC 4): ``inner`` with every UCM and DCM forced to ``null`` (see ``silence``)."""
-
-    inner: Agent
-
-    @property
-    def env(self) -> UDTSEnv:
-        return self.inner.env
-
-    def init(self, key: jax.Array) -> Params:
-        return self.inner.init(key)
-
-    def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
-        return silence(self.inner(params, obs))
 
 
 def make_agent(algo: str, env: UDTSEnv, *, no_comm: bool = False, **options: object) -> Agent:
@@ -55,17 +24,15 @@ def make_agent(algo: str, env: UDTSEnv, *, no_comm: bool = False, **options: obj
 __all__ = [
     "ALGOS",
     "Agent",
+    "AgentOutput",
+    "CandidatePolicy",
     "Choices",
+    "JointPolicy",
     "LLMAgent",
     "LearnedPolicy",
     "MAPPOAgent",
     "NoComm",
     "Params",
-    "PolicyOutput",
-    "choose",
-    "joint_entropy",
-    "joint_log_prob",
+    "fuse",
     "make_agent",
-    "silence",
-    "to_action",
 ]

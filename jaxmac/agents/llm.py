@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmac.agents.base import Params, PolicyOutput
+from jaxmac.agents.base import Params
+from jaxmac.agents.policy import AgentOutput, CandidatePolicy, fuse
 from jaxmac.env import Observation, UDTSEnv
-from jaxmac.language import PromptCompiler, PromptTemplate
-from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act_distinct, fuse
+from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
+from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act_distinct
 from jaxmac.models.loading import load_t5
 from jaxmac.models.t5 import T5
 
@@ -55,7 +56,12 @@ class LLMAgent:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        t5, tokenizer = load_t5(self.model, env=self.env, pretrained=self.pretrained, dtype=self.dtype)
+        t5, tokenizer = load_t5(
+            self.model,
+            word_tokenizer=lambda: prompt_tokenizer(self.env),
+            pretrained=self.pretrained,
+            dtype=self.dtype,
+        )
         template = PromptTemplate(self.env, self.sie)
         shape_only = nnx.eval_shape(
             lambda: LanguageActorCritic(t5, value_hidden=self.value_hidden, rngs=nnx.Rngs(0))
@@ -64,7 +70,7 @@ class LLMAgent:
         fields = {
             "cfg": t5.cfg,
             "compiler": PromptCompiler(template, tokenizer),
-            "candidates": Candidates.build(template, tokenizer),
+            "candidates": Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer),
             "graphdef": nnx.split(shape_only)[0],
             # pretrained weights are the same for every seed; drawn ones come from init's key
             "t5_params": nnx.to_pure_dict(nnx.split(t5)[1]) if from_checkpoint else None,
@@ -83,7 +89,7 @@ class LLMAgent:
             t5 = nnx.to_pure_dict(nnx.split(T5(self.cfg, dtype=self.dtype, rngs=nnx.Rngs(t5_key)))[1])
         return {"t5": t5, "value_head": head}
 
-    def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
+    def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group
         valid = obs.active.reshape(-1)
 
@@ -97,4 +103,5 @@ class LLMAgent:
         ue_log_probs, ue_values = group(prompts.ue_ids, prompts.ue_mask, self.candidates.ue)
         bs_log_probs, bs_values = group(prompts.bs_ids, prompts.bs_mask, self.candidates.bs)
         value = fuse(jnp.concatenate([ue_values, bs_values], -1), obs.active)  # Eq. 11
-        return PolicyOutput(ue_log_probs=ue_log_probs, bs_log_probs=bs_log_probs, value=value)
+        policy = CandidatePolicy(ue_log_probs, bs_log_probs, obs.active, self.env.ucm_vocab)
+        return AgentOutput(policy=policy, value=value)

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmac.agents.base import Params, PolicyOutput
+from jaxmac.agents.base import Params
+from jaxmac.agents.policy import AgentOutput, CandidatePolicy
 from jaxmac.env import Observation, UDTSEnv, spaces
 
 
@@ -98,7 +99,7 @@ class MAPPONetworks(nnx.Module):
         self.bs_actors = bs_actors(rngs)  # parameters stacked: (M, ...)
         self.critic = MLP((f_bs + m * f_ue, hidden, hidden, 1), 1.0, rngs)
 
-    def __call__(self, obs: Observation) -> PolicyOutput:
+    def __call__(self, obs: Observation) -> AgentOutput:
         ue_x = ue_features(obs, self.env)  # (E, M, F_ue)
         bs_x = bs_features(obs, self.env)  # (E, F_bs)
         ue_logits = self.ue_actor(ue_x)
@@ -109,11 +110,13 @@ class MAPPONetworks(nnx.Module):
 
         bs_logits = per_target(self.bs_actors, bs_x)  # (E, M, D)
         value = self.critic(jnp.concatenate([bs_x, ue_x.reshape(*ue_x.shape[:-2], -1)], -1))[..., 0]
-        return PolicyOutput(
+        policy = CandidatePolicy(
             ue_log_probs=jax.nn.log_softmax(ue_logits, -1),
             bs_log_probs=jax.nn.log_softmax(bs_logits, -1),
-            value=value,
+            active=obs.active,
+            ucm_vocab=self.env.ucm_vocab,
         )
+        return AgentOutput(policy=policy, value=value)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -132,5 +135,5 @@ class MAPPOAgent:
     def init(self, key: jax.Array) -> Params:
         return nnx.to_pure_dict(nnx.split(MAPPONetworks(self.env, self.hidden, nnx.Rngs(key)))[1])
 
-    def __call__(self, params: Params, obs: Observation) -> PolicyOutput:
+    def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         return nnx.merge(self.graphdef, params)(obs)

@@ -28,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmac.agents import Agent, Choices, Params, choose, joint_entropy, joint_log_prob, to_action
+from jaxmac.agents import Agent, Params
 from jaxmac.env import EnvParams, EnvState, Observation
 from jaxmac.env.params import is_concrete
 from jaxmac.evaluation.metrics import episode_metrics
@@ -116,8 +116,8 @@ class Transition:
     """One TTI of the rollout for every episode (leading (T, E) when stacked)."""
 
     obs: Observation
-    choices: Choices
-    log_prob: jax.Array  # fused joint log-probability of the choices (Eq. 11)
+    sample: Any  # the policy's sample (opaque to PPO: ``JointPolicy.sample``)
+    log_prob: jax.Array  # joint log-probability of the sample (for LLM4MAC and MAPPO, Eq. 11)
     value: jax.Array
     reward: jax.Array
     done: jax.Array
@@ -128,7 +128,7 @@ class Batch:
     """What one PPO step trains on (one leading axis)."""
 
     obs: Observation
-    choices: Choices
+    sample: Any  # the rollout policy's sample
     log_prob: jax.Array  # under the rollout policy
     value: jax.Array  # under the rollout critic
     advantage: jax.Array
@@ -163,7 +163,7 @@ def training_batch(transitions: Transition, last_value: jax.Array, hp: Any) -> B
     )
     batch = Batch(
         obs=transitions.obs,
-        choices=transitions.choices,
+        sample=transitions.sample,
         log_prob=transitions.log_prob,
         value=transitions.value,
         advantage=advantage,
@@ -351,15 +351,15 @@ class Trainer:
             env_state, obs, key = carry
             key, act_key, env_key = jax.random.split(key, 3)
             out = agent(state.params, obs)
-            choices = choose(act_key, out)
+            sample = out.policy.sample(act_key)
             env_keys = jax.random.split(env_key, self.config.num_envs)
             next_obs, env_state, reward, done, info = step_env(
-                env_keys, env_state, to_action(choices, env), hp.env
+                env_keys, env_state, out.policy.to_action(sample), hp.env
             )
             transition = Transition(
                 obs=obs,
-                choices=choices,
-                log_prob=joint_log_prob(out, choices, obs.active),
+                sample=sample,
+                log_prob=out.policy.log_prob(sample),
                 value=out.value,
                 reward=reward,
                 done=done,
@@ -424,14 +424,8 @@ class Trainer:
     def loss(self, params: Params, minibatch: Batch, hp: HParams) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The PPO loss of a minibatch (its advantage already normalised) and its terms."""
         out = self.agent(params, minibatch.obs)
-        active = minibatch.obs.active
-        return ppo_objective(
-            joint_log_prob(out, minibatch.choices, active),
-            joint_entropy(out, active),
-            out.value,
-            minibatch,
-            hp,
-        )
+        log_prob = out.policy.log_prob(minibatch.sample)
+        return ppo_objective(log_prob, out.policy.entropy(), out.value, minibatch, hp)
 
     def ppo_step(
         self, params: Params, opt_state: Any, minibatch: Batch, hp: HParams

@@ -9,8 +9,8 @@ import numpy as np
 from flax import nnx
 
 from jaxmac.cli.options import env_from_options
-from jaxmac.language import PromptCompiler, PromptTemplate, render_prompt
-from jaxmac.models import Candidates, LanguageActorCritic, load_t5
+from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer, render_prompt
+from jaxmac.models import CandidateSet, LanguageActorCritic, load_t5
 from jaxmac.protocols import make_protocol
 
 
@@ -46,7 +46,12 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         env.check_params(params)
         if not 1 <= args.ue <= args.n_ues:
             raise ValueError(f"--ue must be in [1, --n-ues={args.n_ues}], got {args.ue}")
-        t5, tokenizer = load_t5(args.model, env=env, pretrained=not args.no_pretrained, seed=args.seed)
+        t5, tokenizer = load_t5(
+            args.model,
+            word_tokenizer=lambda: prompt_tokenizer(env),
+            pretrained=not args.no_pretrained,
+            seed=args.seed,
+        )
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     key = jax.random.PRNGKey(args.seed)
@@ -62,11 +67,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     prompts = jax.jit(compiler)(obs)
     slot = args.ue - 1  # no churn here: UE r is slot r - 1
     ids, mask = getattr(prompts, f"{args.agent}_ids")[slot], getattr(prompts, f"{args.agent}_mask")[slot]
-    candidates = getattr(Candidates.build(template, tokenizer), args.agent)
+    names = template.ue_candidates if args.agent == "ue" else template.bs_candidates
+    candidates = CandidateSet.build(names, tokenizer)
     out = nnx.jit(lambda model, i, m: model(i, m, candidates, args.raw_logits))(model, ids[None], mask[None])
     print(render_prompt(template, obs, args.agent, slot))
     print(f"\n({int(mask.sum())} tokens; model {args.model}; value {float(out.value[0]):.4f})")
-    names = template.ue_candidates if args.agent == "ue" else template.bs_candidates
     for name, log_p in zip(names, np.asarray(out.log_probs[0]), strict=True):
         print(f"{np.exp(log_p):8.4f}  {name}")
     return 0

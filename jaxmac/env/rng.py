@@ -16,17 +16,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxmac.hashing import fmix32
+
 _GOLDEN = 0x9E3779B9
 _RESOLUTION = 2.0**-24  # uniforms are multiples of this, in [0, 1)
-
-
-def fmix32(h: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser: a bijection on uint32 with full avalanche."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
 
 
 def key_words(key: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -2,7 +2,7 @@
 
 from jaxmac.language.compiler import PromptCompiler, Prompts
 from jaxmac.language.prompts import AGENTS, PromptTemplate, render_prompt, render_prompts
-from jaxmac.language.tokenizer import build_word_tokenizer
+from jaxmac.language.tokenizer import build_word_tokenizer, prompt_tokenizer
 
 __all__ = [
     "AGENTS",
@@ -10,6 +10,7 @@ __all__ = [
     "PromptTemplate",
     "Prompts",
     "build_word_tokenizer",
+    "prompt_tokenizer",
     "render_prompt",
     "render_prompts",
 ]

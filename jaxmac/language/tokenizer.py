@@ -1,5 +1,8 @@
 """The word-level tokenizer of the ``tiny`` model, built in-process from the prompt vocabulary.
 
+``prompt_tokenizer(env)`` is the one for an environment's prompts (both SIE variants and every
+candidate answer), cached under ``$JAXMAC_CACHE/tokenizers``.
+
 Deterministic (sorted vocabulary), T5's conventions (``<pad>`` = 0, ``</s>`` = 1 appended to
 every text, ``<unk>`` = 2), and saved and loaded through ``transformers.AutoTokenizer`` like a
 real checkpoint's tokenizer. Words are split on whitespace, then punctuation.
@@ -7,11 +10,16 @@ real checkpoint's tokenizer. Words are split on whitespace, then punctuation.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+from jaxmac.compilation import cache_root
+from jaxmac.env import UDTSEnv
+from jaxmac.language.prompts import PromptTemplate
 
 SPECIALS = ("<pad>", "</s>", "<unk>")
 
@@ -34,3 +42,11 @@ def build_word_tokenizer(texts: Iterable[str], directory: Path) -> transformers.
     directory.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(directory)
     return transformers.AutoTokenizer.from_pretrained(directory)
+
+
+def prompt_tokenizer(env: UDTSEnv) -> transformers.PreTrainedTokenizerBase:
+    """The word tokenizer for ``env``'s prompts (both SIE variants and all candidates), saved
+    under ``$JAXMAC_CACHE`` (default ~/.cache/jaxmac) and loaded with ``AutoTokenizer``."""
+    texts = sorted({text for sie in (True, False) for text in PromptTemplate(env, sie).texts()})
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    return build_word_tokenizer(texts, cache_root() / "tokenizers" / digest)

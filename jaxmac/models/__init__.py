@@ -1,4 +1,4 @@
-"""The Flax Flan-T5 and the LLM actor-critic (SPEC section 3)."""
+"""The Flax Flan-T5 and the LLM actor-critic; nothing here knows the environment or the prompts."""
 
 from jaxmac.models.actor import (
     ActorOutput,
@@ -7,13 +7,9 @@ from jaxmac.models.actor import (
     LanguageActorCritic,
     act,
     act_distinct,
-    choices_to_action,
-    fuse,
-    greedy,
-    sample,
 )
 from jaxmac.models.config import CONFIGS, T5Config
-from jaxmac.models.loading import load_pretrained_t5, load_t5, resolve_checkpoint
+from jaxmac.models.loading import load_pretrained_t5, load_t5, resolve_checkpoint, tiny_config
 from jaxmac.models.t5 import T5
 
 __all__ = [
@@ -26,11 +22,8 @@ __all__ = [
     "T5Config",
     "act",
     "act_distinct",
-    "choices_to_action",
-    "fuse",
-    "greedy",
     "load_pretrained_t5",
     "load_t5",
     "resolve_checkpoint",
-    "sample",
+    "tiny_config",
 ]

@@ -1,11 +1,12 @@
-"""The LLM actor-critic of LLM4MAC (SPEC section 3, paper Eq. 9-11).
+"""The LLM actor-critic of LLM4MAC (paper Eq. 9-10).
 
 Every prompt is encoded once; each of its candidates is scored by teacher-forcing the
 candidate's tokens through the decoder (all candidates of all prompts in one batched pass,
 sharing the encoder states); a candidate's score is the sum of its token log-probabilities
 (Eq. 9; ``raw_logits=True`` sums raw logits, as the authors' code did); the policy is the
 softmax over the candidates (Eq. 10). The critic is an MLP on the decoder's final state at
-the first decoder position. ``fuse`` is the policy fusion of Eq. 11.
+the first decoder position. Fusing the decisions into a joint policy (Eq. 11) is the agent's
+business (``jaxmac.agents.policy``).
 
 The model is called once per agent group (the UEs' own prompts, the BS's prompts), each with
 its own candidates and static prompt length: P prompts of one group at a time.
@@ -21,8 +22,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from jaxmac.env import Action
-from jaxmac.language.prompts import PromptTemplate
 from jaxmac.models.dedup import check_chunk, deduplicated, distinct_keys
 from jaxmac.models.t5 import T5
 
@@ -45,17 +44,15 @@ class CandidateSet:
 
 @struct.dataclass
 class Candidates:
-    """The UEs' candidates (``"{action} {ucm}"``) and the BS's (``"{dcm}"``), in template order."""
+    """The UEs' candidates (``"{action} {ucm}"``) and the BS's (``"{dcm}"``), in the prompt
+    template's order."""
 
     ue: CandidateSet
     bs: CandidateSet
 
     @classmethod
-    def build(cls, template: PromptTemplate, tokenizer: object) -> Candidates:
-        return cls(
-            ue=CandidateSet.build(template.ue_candidates, tokenizer),
-            bs=CandidateSet.build(template.bs_candidates, tokenizer),
-        )
+    def build(cls, ue_texts: Sequence[str], bs_texts: Sequence[str], tokenizer: object) -> Candidates:
+        return cls(ue=CandidateSet.build(ue_texts, tokenizer), bs=CandidateSet.build(bs_texts, tokenizer))
 
 
 @struct.dataclass
@@ -176,35 +173,3 @@ def _score_chunk(
     loss, the backward pass of each agent group): this cuts the Python tracing and lowering
     of a training program, not the work it compiles to."""
     return nnx.merge(graphdef, params)(ids, mask, candidates, raw_logits)
-
-
-def fuse(values: jax.Array, active: jax.Array, consensus: jax.Array | None = None) -> jax.Array:
-    """Eq. 11: the weighted mean over active agents of per-decision ``values`` (..., 2M): UE
-    decisions then the BS's, e.g. the chosen candidates' log-probabilities (the joint
-    log-probability) or the critic values (the team value). ``active`` (..., M) masks both the
-    UE decisions and the BS decisions about padded slots; ``consensus`` (..., 2M) are the
-    consensus factors (default 1)."""
-    weights = jnp.concatenate([active, active], axis=-1).astype(jnp.float32)
-    if consensus is not None:
-        weights = weights * consensus
-    return jnp.sum(weights * values, axis=-1) / jnp.maximum(jnp.sum(weights, axis=-1), 1e-9)
-
-
-def choices_to_action(ue_choice: jax.Array, bs_choice: jax.Array, ucm_vocab: int) -> Action:
-    """Chosen candidate indices (..., M) of the UEs and of the BS -> Action. UE candidate c is
-    (action c // ucm_vocab, UCM c % ucm_vocab), as ``PromptTemplate.ue_candidates`` orders them."""
-    return Action(
-        ue=(ue_choice // ucm_vocab).astype(jnp.int32),
-        ucm=(ue_choice % ucm_vocab).astype(jnp.int32),
-        dcm=bs_choice.astype(jnp.int32),
-    )
-
-
-def sample(key: jax.Array, log_probs: jax.Array) -> jax.Array:
-    """(..., C) log-probabilities -> (...) sampled candidate indices."""
-    return jax.random.categorical(key, log_probs, axis=-1)
-
-
-def greedy(log_probs: jax.Array) -> jax.Array:
-    """(..., C) log-probabilities -> (...) most likely candidate indices."""
-    return jnp.argmax(log_probs, axis=-1)

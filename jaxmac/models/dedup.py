@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxmac.env.rng import fmix32
+from jaxmac.hashing import fmix32
 
 _SALTS = (0x68E31DA4, 0xB5297A4D)
 

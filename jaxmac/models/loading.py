@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxmac.compilation import cache_root
-from jaxmac.env import UDTSEnv
-from jaxmac.language import PromptTemplate, build_word_tokenizer
 from jaxmac.models.config import CONFIGS, T5Config
 from jaxmac.models.t5 import T5, Attention, GatedGeluFF
 
@@ -153,15 +149,6 @@ def load_pretrained_t5(checkpoint: Path, dtype: jnp.dtype = jnp.float32) -> T5:
     return load_weights(model, tensors, str(checkpoint))
 
 
-def prompt_tokenizer(env: UDTSEnv) -> Any:
-    """The built-in word tokenizer for ``env``'s prompts (both SIE variants and all candidates),
-    saved under ``$JAXMAC_CACHE`` (default ~/.cache/jaxmac) and loaded with ``AutoTokenizer``."""
-    texts = sorted({text for sie in (True, False) for text in PromptTemplate(env, sie).texts()})
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    cache = cache_root()
-    return build_word_tokenizer(texts, cache / "tokenizers" / digest)
-
-
 def tiny_config(tokenizer: Any) -> T5Config:
     """The ``tiny`` shape with a vocabulary fitting ``tokenizer`` (rounded up to a multiple of 8)."""
     return dataclasses.replace(CONFIGS["tiny"], vocab_size=-(-len(tokenizer) // 8) * 8)
@@ -177,23 +164,25 @@ def random_t5(cfg: T5Config, dtype: jnp.dtype, seed: int) -> T5:
 def load_t5(
     name_or_path: str | Path,
     *,
-    env: UDTSEnv | None = None,
+    word_tokenizer: Callable[[], Any] | None = None,
     pretrained: bool = True,
     dtype: jnp.dtype = jnp.float32,
     seed: int = 0,
 ) -> tuple[T5, Any]:
     """``(model, tokenizer)`` for a named configuration or a checkpoint.
 
-    * ``"tiny"``: random weights, and the word tokenizer of ``env``'s prompts (no files needed).
+    * ``"tiny"``: random weights, and the tokenizer ``word_tokenizer()`` builds (for LLM4MAC,
+      ``jaxmac.language.prompt_tokenizer``: the words of the prompts; no files needed).
     * ``"flan-t5-small"`` / ``"-base"`` / ``"-large"`` or a path: the checkpoint from the path or the
       local HF cache, with its tokenizer. ``pretrained=False`` keeps the shapes but draws random
       weights (the paper's Abl. PK); a named size then runs without any files, with the word
       tokenizer, if no checkpoint is found.
     """
-    env = UDTSEnv() if env is None else env
     name = str(name_or_path)
     if name == "tiny" or (name in CONFIGS and not pretrained and not _cached(name)):
-        tokenizer = prompt_tokenizer(env)
+        if word_tokenizer is None:
+            raise ValueError(f"model {name!r} has no checkpoint tokenizer here: pass word_tokenizer")
+        tokenizer = word_tokenizer()
         cfg = tiny_config(tokenizer) if name == "tiny" else CONFIGS[name]
         return random_t5(cfg, dtype, seed), tokenizer
     checkpoint = resolve_checkpoint(name_or_path)
