@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import chex
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,14 +148,27 @@ def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
         assert not np.any(action.ucm) and not np.any(action.dcm)
 
 
-def test_restoring_a_checkpoint_of_another_state_layout_names_the_counts(tmp_path):
+@flax.struct.dataclass
+class _XY:
+    x: jax.Array
+    y: jax.Array
+
+
+@flax.struct.dataclass
+class _YX:  # the same names, the other order: a position-keyed checkpoint would swap them
+    y: jax.Array
+    x: jax.Array
+
+
+def test_checkpoints_restore_leaves_by_name_and_name_the_ones_that_differ(tmp_path):
     checkpoints = Checkpoints(tmp_path / "checkpoints")
-    checkpoints.save(3, {"a": jnp.zeros(2), "b": jnp.ones(3)})
-    like = {"a": jnp.zeros(2), "b": jnp.ones(3), "c": jnp.ones(1)}
-    with pytest.raises(ValueError, match=r"checkpoint 3 in .* holds 2 arrays where this run's state has 3"):
-        checkpoints.restore(3, like)
-    restored = checkpoints.restore(3, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
-    np.testing.assert_array_equal(restored["b"], np.ones(3))
+    checkpoints.save(3, {"params": _XY(x=jnp.zeros(2), y=jnp.ones(2)), "step": jnp.ones(())})
+    restored = checkpoints.restore(3, {"params": _YX(y=jnp.zeros(2), x=jnp.zeros(2)), "step": jnp.zeros(())})
+    np.testing.assert_array_equal(restored["params"].x, np.zeros(2))
+    np.testing.assert_array_equal(restored["params"].y, np.ones(2))
+    renamed = {"params": {"x": jnp.zeros(2), "z": jnp.ones(2)}, "step": jnp.zeros(())}
+    with pytest.raises(ValueError, match=r"checkpoint 3 in .* lacks \['params.z'\] and holds \['params.y'\]"):
+        checkpoints.restore(3, renamed)
     checkpoints.close()
 
 

@@ -1,9 +1,13 @@
-"""Atomic checkpoints of a whole runner state with orbax.
+"""Atomic checkpoints of a whole runner state with orbax, keyed by the path of every leaf.
 
 Orbax writes each step into a temporary directory and renames it when complete, so a run
-killed mid-save leaves the previous checkpoint intact. The state is saved as its flat list
-of leaves (any pytree: parameters, optimizer state, environment states, keys) and restored
-into the structure of a freshly initialised state, which also restores each leaf's sharding.
+killed mid-save leaves the previous checkpoint intact. The state is saved as a nested dict of
+its leaves named by their paths in the state (``params.t5.shared.embedding``,
+``opt_state.0.mu``, ...: any pytree of parameters, optimizer state, environment states, keys)
+and restored by name into the structure of a freshly initialised state, which also restores
+each leaf's sharding. A state whose layout changed since the checkpoint was written cannot
+silently restore one leaf into another of the same shape: the error names the leaves that
+are missing or extra.
 """
 
 from __future__ import annotations
@@ -15,8 +19,33 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def _leaves(tree: Any) -> dict[str, Any]:
-    return {f"{i:05d}": leaf for i, leaf in enumerate(jax.tree.leaves(tree))}
+def _key(entry: Any) -> str:
+    """One step of a pytree path as a name: an attribute, a dict key or a sequence index."""
+    for field in ("name", "key", "idx"):
+        if hasattr(entry, field):
+            return str(getattr(entry, field))
+    return str(entry)
+
+
+def _paths(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """(path as names, leaf) of every leaf of ``tree``, in its flattening order."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [(tuple(_key(k) for k in path), leaf) for path, leaf in flat]
+
+
+def _nested(tree: Any) -> dict[str, Any]:
+    """The leaves of ``tree`` as nested dicts keyed by the steps of their paths."""
+    out: dict[str, Any] = {}
+    for path, leaf in _paths(tree):
+        node = out
+        for step in path[:-1]:
+            node = node.setdefault(step, {})
+        node[path[-1]] = leaf
+    return out
+
+
+def _names(tree: Any) -> set[str]:
+    return {".".join(path) for path, _ in _paths(tree)}
 
 
 class Checkpoints:
@@ -36,22 +65,31 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(_leaves(state)), force=True)
+        self.manager.save(step, args=ocp.args.StandardSave(_nested(state)), force=True)
         self.manager.wait_until_finished()
 
     def restore(self, step: int, like: Any) -> Any:
-        """The state saved at ``step``, in the structure (and shardings) of ``like``."""
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _leaves(like))
-        stored = len(self.manager.item_metadata(step))
-        if stored != len(target):
+        """The state saved at ``step``, in the structure (and shardings) of ``like``; a leaf of
+        ``like`` the checkpoint lacks, or one it holds that ``like`` has not, is an error naming it."""
+        stored, wanted = _names(self.manager.item_metadata(step)), _names(like)
+        if stored != wanted:
+            missing, extra = sorted(wanted - stored), sorted(stored - wanted)
             raise ValueError(
-                f"checkpoint {step} in {self.directory} holds {stored} arrays where this run's state "
-                f"has {len(target)}: it was written with another layout of the runner state (for "
-                "instance by an earlier jaxmac, whose Adam kept one array per parameter). Resume it "
-                "with the version that wrote it, or train into a new directory."
+                f"checkpoint {step} in {self.directory} was written with another layout of the runner "
+                f"state: it lacks {missing[:3] or 'nothing'}{' ...' * (len(missing) > 3)} and holds "
+                f"{extra[:3] or 'nothing'}{' ...' * (len(extra) > 3)} besides ({len(missing)} missing, "
+                f"{len(extra)} extra). Resume it with the jaxmac version that wrote it, or train into "
+                "a new directory."
             )
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _nested(like))
         saved = self.manager.restore(step, args=ocp.args.StandardRestore(target))
-        return jax.tree.unflatten(jax.tree.structure(like), [saved[k] for k in sorted(saved)])
+        leaves = []
+        for path, _ in _paths(like):
+            node = saved
+            for step_name in path:
+                node = node[step_name]
+            leaves.append(node)
+        return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
     def close(self) -> None:
         self.manager.close()
