@@ -1,4 +1,4 @@
-"""A plain NumPy/Python model of one UDTS episode, written from SPEC section 1 alone.
+"""A plain NumPy/Python model of one UDTS episode, written from docs/SPEC.md §1 alone.
 
 It shares no code with ``jaxmac`` on purpose: it keeps real FIFOs of SDU records
 and loops over UEs one by one. The tests step it beside the JAX environment with

@@ -1,4 +1,4 @@
-"""LLM4MAC's learner (SPEC section 3): the Flan-T5 actor-critic on SIE prompts.
+"""LLM4MAC's learner (docs/SPEC.md §3): the Flan-T5 actor-critic on SIE prompts.
 
 Each TTI every UE's prompt and the BS's prompt about every UE slot are assembled as token
 ids inside jit (``PromptCompiler``), scored by the T5 (``jaxmac.models.act``), and the 2M

@@ -1,4 +1,4 @@
-"""Sym. MAPPO (SPEC section 4): MLP actors on the symbolic observations, a centralised critic.
+"""Sym. MAPPO (docs/SPEC.md §4): MLP actors on the symbolic observations, a centralised critic.
 
 * UE actor: one MLP shared by every UE; its input is the UE's own observation history plus
   its identity as one-hot vectors (its slot, and the active-UE count, the same facts the SIE

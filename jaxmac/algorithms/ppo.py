@@ -1,4 +1,4 @@
-"""PPO for every learner, as one compiled loop (PureJaxRL style; SPEC 3, paper Eq. 4-6).
+"""PPO for every learner, as one compiled loop (PureJaxRL style; docs/SPEC.md §3, paper Eq. 4-6).
 
 ``Trainer(agent, config)`` holds the static structure; ``HParams`` holds what a sweep varies
 (learning rate, entropy coefficient, clip epsilon, GAE's gamma and lambda, the environment's
@@ -70,7 +70,7 @@ HPARAM_RANGES: dict[str, tuple[float, float, bool]] = {
 
 @struct.dataclass
 class HParams:
-    """Traced hyperparameters (SPEC 3 defaults); stack them on a leading axis to sweep."""
+    """Traced hyperparameters (docs/SPEC.md §3 defaults); stack them on a leading axis to sweep."""
 
     lr: Any = 3e-4  # Adam learning rate (the authors used 1e-6 to fine-tune Flan-T5-base)
     ent_coef: Any = 0.01  # entropy bonus

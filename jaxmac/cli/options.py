@@ -27,7 +27,7 @@ def parse_ues(text: str) -> list[int]:
 def add_env_options(parser: argparse.ArgumentParser) -> None:
     defaults = UDTSEnv()
     params = EnvParams()
-    group = parser.add_argument_group("environment (SPEC 1.1)")
+    group = parser.add_argument_group("environment (docs/SPEC.md §1.1)")
     group.add_argument("--max-ues", type=int, default=defaults.max_ues, help="padded UE dimension")
     group.add_argument("--buffer-size", type=int, default=defaults.buffer_size, help="FIFO capacity B")
     group.add_argument("--episode-len", type=int, default=defaults.episode_len, help="TTIs per episode T")

@@ -1,4 +1,4 @@
-"""``jaxmac train`` and ``jaxmac sweep``: PPO runs of a learner (SPEC sections 3-4)."""
+"""``jaxmac train`` and ``jaxmac sweep``: PPO runs of a learner (docs/SPEC.md §3-4)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from jaxmac.training import SWEEPABLE, RunConfig, TrainingDiverged, train_run
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
 #: "LLM4MAC on this CPU"; it does not reach the paper's results). ``vf_coef`` 0.02 departs from
-#: SPEC 3's 0.5: with returns up to ~100 the value loss otherwise swamps the shared T5's gradient.
+#: docs/SPEC.md §3's 0.5: with returns up to ~100 the value loss otherwise swamps the shared T5's gradient.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "llm4mac-cpu": {
         "algo": "llm4mac",

@@ -1,4 +1,4 @@
-"""The UDTS environment (SPEC section 1)."""
+"""The UDTS environment (docs/SPEC.md §1)."""
 
 from jaxmac.env.params import REWARD_PRESETS, EnvParams
 from jaxmac.env.types import (

@@ -1,4 +1,4 @@
-"""Dynamic environment parameters (SPEC 1.1, 1.4): everything a sweep may vary.
+"""Dynamic environment parameters (docs/SPEC.md §1.1, 1.4): everything a sweep may vary.
 
 ``EnvParams`` is a pytree of scalars, so one compiled program can be vmapped
 over a stack of them. Concrete values are checked and converted to fixed
@@ -33,7 +33,7 @@ REWARD_FIELDS = (
 _LLM4MAC_RHO = 1.5  # the LLM4MAC code
 _MARL_RHO = 3.0  # the authors' MADDPG/MAPPO baselines
 
-#: Reward weight presets of SPEC 1.4, with rho folded into the weights.
+#: Reward weight presets of docs/SPEC.md §1.4, with rho folded into the weights.
 REWARD_PRESETS: dict[str, dict[str, float]] = {
     "llm4mac": {
         "w_delivery": 3 * _LLM4MAC_RHO,
@@ -95,7 +95,7 @@ class EnvParams:
             object.__setattr__(self, name, jnp.asarray(value, dtype=dtype))
 
     def with_reward_preset(self, name: str) -> EnvParams:
-        """These parameters with the reward weights of preset ``name`` (SPEC 1.4)."""
+        """These parameters with the reward weights of preset ``name`` (docs/SPEC.md §1.4)."""
         if name not in REWARD_PRESETS:
             raise ValueError(f"reward preset must be one of {sorted(REWARD_PRESETS)}, got {name!r}")
         return self.replace(**REWARD_PRESETS[name])

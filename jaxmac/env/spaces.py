@@ -1,6 +1,6 @@
-"""The finite vocabularies of the UDTS environment (SPEC 1.1-1.3).
+"""The finite vocabularies of the UDTS environment (docs/SPEC.md §1.1-1.3).
 
-Every symbol is a small integer. Words are what the prompts (SPEC 2) and the
+Every symbol is a small integer. Words are what the prompts (docs/SPEC.md §2) and the
 tables print; they are named only for the paper's vocabulary sizes, otherwise
 the messages are abstract symbols ``m0, m1, ...`` whose meaning has to emerge.
 """
@@ -19,7 +19,7 @@ NAMED_UCM_WORDS = ("null", "schedule_request")
 DCM_NULL, SCHEDULE_GRANT, ACKNOWLEDGE = 0, 1, 2
 NAMED_DCM_WORDS = ("null", "schedule_grant", "acknowledge")
 
-# Channel outcome of one TTI on the PUSCH, as the BS sees it (SPEC 1.2 step 4).
+# Channel outcome of one TTI on the PUSCH, as the BS sees it (docs/SPEC.md §1.2 step 4).
 IDLE, COLLISION, SUCCESS, FAILURE = 0, 1, 2, 3
 CHANNEL_WORDS = ("idle", "collision", "success", "failure")
 NO_SENDER = -1  # sender field of an idle or collision TTI

@@ -47,7 +47,7 @@ class Observation:
 
 @struct.dataclass
 class TTICounters:
-    """Event counts of one TTI (SPEC 1.5), over active UEs only."""
+    """Event counts of one TTI (docs/SPEC.md §1.5), over active UEs only."""
 
     arrivals: jax.Array  # () int32, SDUs generated (including dropped ones)
     drops: jax.Array  # () int32, arrivals that found the FIFO full
@@ -84,7 +84,7 @@ class EpisodeTotals:
 @struct.dataclass
 class EnvState:
     """Full state of one episode. A FIFO is its length plus one flag: only the head-of-line
-    SDU is ever transmitted, so it is the only one the BS can have received (SPEC 1.2)."""
+    SDU is ever transmitted, so it is the only one the BS can have received (docs/SPEC.md §1.2)."""
 
     active: jax.Array  # (M,) bool
     queue: jax.Array  # (M,) int32, SDUs in each FIFO, 0..B

@@ -1,4 +1,4 @@
-"""The uplink data transmission scheduling (UDTS) environment of SPEC section 1.
+"""The uplink data transmission scheduling (UDTS) environment of docs/SPEC.md §1.
 
 gymnax-style: ``UDTSEnv`` holds the static configuration (it fixes array shapes
 and is hashable, so it can be a static jit argument); ``EnvParams`` holds what
@@ -42,7 +42,7 @@ def _push(history: jax.Array, latest: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class UDTSEnv:
-    """Static configuration of the UDTS environment (SPEC 1.1). Changing a field recompiles."""
+    """Static configuration of the UDTS environment (docs/SPEC.md §1.1). Changing a field recompiles."""
 
     max_ues: int = 8  # M, padded UE dimension
     buffer_size: int = 20  # B, FIFO capacity in SDUs
@@ -68,7 +68,7 @@ class UDTSEnv:
 
     @property
     def default_params(self) -> EnvParams:
-        """SPEC defaults (``llm4mac`` reward), with ``n_max`` lowered to ``max_ues`` if needed."""
+        """docs/SPEC.md defaults (``llm4mac`` reward), with ``n_max`` lowered to ``max_ues`` if needed."""
         n_max = min(EnvParams.n_max, self.max_ues)
         return EnvParams(n_min=min(EnvParams.n_min, n_max), n_max=n_max)
 
@@ -123,7 +123,7 @@ class UDTSEnv:
     def step(
         self, key: jax.Array, state: EnvState, action: Action, params: EnvParams
     ) -> tuple[Observation, EnvState, jax.Array, jax.Array, StepInfo]:
-        """One TTI (SPEC 1.2). Returns ``(obs, state, reward, done, info)``; when ``done`` the
+        """One TTI (docs/SPEC.md §1.2). Returns ``(obs, state, reward, done, info)``; when ``done`` the
         returned obs/state already belong to a fresh episode and ``info.episode`` holds the
         finished one."""
         self.check_params(params)
@@ -229,7 +229,7 @@ class UDTSEnv:
             buffered_delivered=count(hol_delivered & (queue > 0)),
             active_ues=count(active),
         )
-        # 5. Shared team reward (SPEC 1.4).
+        # 5. Shared team reward (docs/SPEC.md §1.4).
         reward = (
             params.w_delivery * counters.deliveries
             + params.w_duplicate * counters.duplicates

@@ -1,4 +1,4 @@
-"""Evaluation of any policy per UE count (SPEC 1.5, paper Fig. 3)."""
+"""Evaluation of any policy per UE count (docs/SPEC.md §1.5, paper Fig. 3)."""
 
 from jaxmac.evaluation.metrics import METRICS, episode_metrics
 from jaxmac.evaluation.runner import EvaluationTable, evaluate, run_episodes

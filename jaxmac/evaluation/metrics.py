@@ -1,4 +1,4 @@
-"""Per-episode metrics of SPEC 1.5, computed from an episode's totals (jittable)."""
+"""Per-episode metrics of docs/SPEC.md §1.5, computed from an episode's totals (jittable)."""
 
 from __future__ import annotations
 

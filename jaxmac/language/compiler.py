@@ -1,4 +1,4 @@
-"""Prompt token ids assembled inside jit from tables tokenized once (SPEC section 2).
+"""Prompt token ids assembled inside jit from tables tokenized once (docs/SPEC.md §2).
 
 At start-up every string of every template table is tokenized once with the model's own
 tokenizer (no special tokens). Inside jit, a prompt's ids are the gathered rows of its

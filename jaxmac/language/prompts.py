@@ -1,4 +1,4 @@
-"""SIE prompts (SPEC section 2, paper Eq. 7-8) as finite templates.
+"""SIE prompts (docs/SPEC.md §2, paper Eq. 7-8) as finite templates.
 
 A prompt is a sequence of segments; each segment shows one string out of a small table
 (a fixed text has a table of one). ``PromptTemplate.rows`` computes, with jnp inside jit

@@ -1,4 +1,4 @@
-"""T5 v1.1 / Flan-T5 configurations (SPEC section 3)."""
+"""T5 v1.1 / Flan-T5 configurations (docs/SPEC.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Slotted ALOHA with acknowledgements: a reference the paper lacks (SPEC section 4)."""
+"""Slotted ALOHA with acknowledgements: a reference the paper lacks (docs/SPEC.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's human-crafted Baseline: grant-based, contention-free access (SPEC section 4)."""
+"""The paper's human-crafted Baseline: grant-based, contention-free access (docs/SPEC.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Genie-aided scheduler: the practical throughput upper bound (SPEC section 4)."""
+"""Genie-aided scheduler: the practical throughput upper bound (docs/SPEC.md §4)."""
 
 from __future__ import annotations
 
