@@ -143,7 +143,7 @@ def scripted_transitions(tr: Trainer, params: Any, hp: HParams, key: jax.Array) 
 
 
 def untrained_transitions(tr: Trainer, hp: HParams, key: jax.Array) -> tuple[Transition, Any]:
-    state = tr.initialize(key, hp)
+    state = jax.jit(tr.init)(key, hp)
     _, transitions, _, last_value = jax.jit(tr.rollout)(state, hp)
     return transitions, last_value
 
@@ -155,7 +155,7 @@ class Setup:
     def __init__(self, algo: str, model: str, episodes: int, args: argparse.Namespace) -> None:
         self.trainer = trainer(algo, model, episodes, args.epochs, args.minibatches, args.dtype)
         self.hp = hparams()
-        self.state = self.trainer.initialize(jax.random.PRNGKey(0), self.hp)
+        self.state = jax.jit(self.trainer.init)(jax.random.PRNGKey(0), self.hp)
         self.rollout, rollout_s = compiled(self.trainer.rollout, self.state, self.hp)
         _, transitions, _, last_value = self.rollout(self.state, self.hp)
         self.learn, learn_s = compiled(self.trainer.learn, self.state, transitions, last_value, self.hp)

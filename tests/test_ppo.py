@@ -5,8 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import CandidatePolicy, Choices, make_agent
 from jaxmac.algorithms import (
@@ -124,26 +122,20 @@ def test_silence_leaves_only_null_messages_normalised():
 
 def test_one_compile_serves_every_hyperparameter_value():
     trainer = Trainer(make_agent("mappo", ENV, hidden=16), SMALL)
-    replicated = NamedSharding(trainer.mesh, P())
-    chunk = jax.jit(
-        chex.assert_max_traces(trainer.update_chunk, n=1),
-        static_argnums=2,
-        out_shardings=(trainer.state_shardings(), replicated),
-    )
-    state = trainer.initialize(jax.random.PRNGKey(0), small_hparams())
+    chunk = jax.jit(chex.assert_max_traces(trainer.update_chunk, n=1), static_argnums=2)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), small_hparams())
     hps = (
         small_hparams(lr=1e-3),
         small_hparams(ent_coef=0.0, clip_eps=0.1),
         small_hparams().replace(env=small_hparams().env.replace(p_arrival=0.9, n_max=1)),
     )
     for hp, count in zip(hps, (1, 2, 1), strict=True):
-        state, metrics = chunk(state, hp, 2, count)
         before = int(state.update)
-        state, metrics = trainer.run(state, hp, 2, count)  # a chunk of 2 that does `count` updates
+        state, metrics = chunk(state, hp, 2, count)  # a chunk of 2 that does `count` updates
         assert int(state.update) == before + count
     assert metrics["loss"].shape == (2,)
     assert np.isfinite(metrics["loss"][0]) and np.isnan(metrics["loss"][1])  # the last count was 1
-    assert trainer.run._cache_size() == 1
+    assert chunk._cache_size() == 1
     chex.clear_trace_counter()
 
 
@@ -178,7 +170,7 @@ def test_a_rollout_of_whole_episodes_ends_every_episode():
     exact only because every episode then ends on the rollout's last TTI."""
     for rollout_len in (ENV.episode_len, 2 * ENV.episode_len):
         trainer = Trainer(make_agent("mappo", ENV, hidden=16), PPOConfig(num_envs=4, rollout_len=rollout_len))
-        state = trainer.initialize(jax.random.PRNGKey(0), small_hparams())
+        state = jax.jit(trainer.init)(jax.random.PRNGKey(0), small_hparams())
         for _ in range(2):
             state, transitions, _, last_value = jax.jit(trainer.rollout)(state, small_hparams())
             assert bool(jnp.all(transitions.done[-1])) and not bool(jnp.any(last_value))

@@ -84,8 +84,8 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         out = []
         for devices in (jax.devices()[:1], jax.devices()):
             trainer = Trainer(agent, config, Mesh(devices, ("episodes",)))
-            state = trainer.initialize(jax.random.PRNGKey(0), hp)
-            state, metrics = trainer.run(state, hp, 3)
+            state = jax.jit(trainer.init)(jax.random.PRNGKey(0), hp)
+            state, metrics = jax.jit(trainer.update_chunk, static_argnums=2)(state, hp, 3)
             assert len(state.env_state.queue.sharding.device_set) == len(devices)
             out.append(jax.device_get((state.params, metrics["loss"])))
         for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
@@ -140,7 +140,7 @@ def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
     assert [r["n_ues"] for r in result.evaluation.rows] == [1, 2]
     if no_comm:
         run = Run.build(config, tmp_path / "run")
-        policy = LearnedPolicy(run.agent, result.state.params)
+        policy = LearnedPolicy(run.agent, run.member_params(result.state, 0))
         obs, state = jax.vmap(run.agent.env.reset, in_axes=(0, None))(
             jax.random.split(jax.random.PRNGKey(0), 4), config.base_hparams().env
         )

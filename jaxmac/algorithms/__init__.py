@@ -1,5 +1,6 @@
-"""Learning algorithms: PPO for every learner in one compiled loop."""
+"""Learning algorithms behind one seam (``Algorithm``): PPO for every learner in one compiled loop."""
 
+from jaxmac.algorithms.base import EPISODE_AXIS, Algorithm
 from jaxmac.algorithms.ppo import (
     HPARAM_RANGES,
     UPDATE_METRICS,
@@ -18,7 +19,9 @@ from jaxmac.algorithms.ppo import (
 )
 
 __all__ = [
+    "EPISODE_AXIS",
     "HPARAM_RANGES",
+    "Algorithm",
     "Batch",
     "HParams",
     "UPDATE_METRICS",

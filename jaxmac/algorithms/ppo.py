@@ -10,8 +10,9 @@ with Adam and gradient-norm clipping. ``make_train(agent, config)`` returns
 ``train(key, hparams)``: init plus ``config.updates`` updates, one jittable function, so
 ``jax.vmap(train)`` over keys and stacked ``HParams`` is a sweep.
 
-The episode axis is sharded over a 1-D device mesh (``mesh``); parameters are replicated
-and the compiler averages the gradients across devices.
+Given a device ``mesh`` (the host loop's), the episode axis is constrained to be sharded over
+its ``EPISODE_AXIS``; parameters are replicated and the compiler averages the gradients across
+devices. ``Trainer`` is an ``Algorithm``: it neither creates the mesh nor jits anything.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Params
+from jaxmac.algorithms.base import EPISODE_AXIS
 from jaxmac.env import EnvParams, EnvState, Observation
 from jaxmac.env.params import is_concrete
 from jaxmac.evaluation.metrics import episode_metrics
-
-EPISODE_AXIS = "episodes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,59 +247,60 @@ UPDATE_METRICS = (
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
-    """The compiled PPO loop for one agent; see the module docstring.
+    """PPO for one agent, as an ``jaxmac.algorithms.Algorithm``; see the module docstring.
 
-    ``init(key, hp)`` builds a ``RunnerState`` (``initialize``: jitted); ``update_chunk(state, hp,
-    n, count)`` does ``count`` <= ``n`` updates and returns per-update metrics (n,) (``run``:
-    jitted, ``n`` static, ``count`` traced); ``train(key, hp)`` does both for ``config.updates``.
-    The host loop (``jaxmac.training``) calls ``run`` in chunks.
+    ``init(key, hp)`` builds a ``RunnerState``; ``update_chunk(state, hp, n, count)`` does
+    ``count`` <= ``n`` updates and returns per-update metrics (n,); ``train(key, hp)`` does both
+    for ``config.updates``. All are pure and jittable; the host loop (``jaxmac.training``) jits
+    ``update_chunk`` once and calls it in chunks.
     """
 
     agent: Agent
     config: PPOConfig = PPOConfig()
-    mesh: Mesh | None = None  # default: all local devices
+    mesh: Mesh | None = None  # the host loop's device mesh (None: no sharding constraints)
+
+    metric_names = UPDATE_METRICS
 
     def __post_init__(self) -> None:
-        mesh = Mesh(jax.devices(), (EPISODE_AXIS,)) if self.mesh is None else self.mesh
-        if self.config.num_envs % mesh.size:
-            raise ValueError(f"num_envs={self.config.num_envs} must be a multiple of the {mesh.size} devices")
+        if self.mesh is not None and self.config.num_envs % self.mesh.size:
+            raise ValueError(
+                f"num_envs={self.config.num_envs} must be a multiple of the {self.mesh.size} devices"
+            )
         steps = self.config.num_envs * self.rollout_len
         if steps % self.config.minibatches:
             raise ValueError(
                 f"minibatches = {self.config.minibatches} must divide num_envs * rollout_len = {steps}"
             )
-        object.__setattr__(self, "mesh", mesh)
-        shardings = self.state_shardings()
-        replicated = NamedSharding(mesh, P())
-        # explicit output shardings: a chunk's output state is a valid input (no retrace)
-        object.__setattr__(self, "initialize", jax.jit(self.init, out_shardings=shardings))
-        object.__setattr__(
-            self, "run", jax.jit(self.update_chunk, static_argnums=2, out_shardings=(shardings, replicated))
-        )
 
-    def state_shardings(self, members: bool = False) -> RunnerState:
-        """A ``RunnerState`` of shardings: the episode axis of environment states and observations
-        split over the mesh, everything else replicated. ``members``: a leading sweep axis."""
+    def partition_specs(self) -> RunnerState:
+        """Environment states and observations split over the episode axis, the rest replicated."""
         env = self.agent.env
         abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0), HParams(env=env.default_params))
-        replicated = NamedSharding(self.mesh, P())
-        episodes = NamedSharding(self.mesh, P(None, EPISODE_AXIS) if members else P(EPISODE_AXIS))
-        everywhere = lambda tree: jax.tree.map(lambda _: replicated, tree)  # noqa: E731
+        everywhere = lambda tree, spec: jax.tree.map(lambda _: spec, tree)  # noqa: E731
         return abstract.replace(
-            params=everywhere(abstract.params),
-            opt_state=everywhere(abstract.opt_state),
-            env_state=jax.tree.map(lambda _: episodes, abstract.env_state),
-            obs=jax.tree.map(lambda _: episodes, abstract.obs),
-            key=replicated,
-            update=replicated,
+            params=everywhere(abstract.params, P()),
+            opt_state=everywhere(abstract.opt_state, P()),
+            env_state=everywhere(abstract.env_state, P(EPISODE_AXIS)),
+            obs=everywhere(abstract.obs, P(EPISODE_AXIS)),
+            key=P(),
+            update=P(),
         )
+
+    def policy_params(self, state: RunnerState) -> Params:
+        return state.params
 
     @property
     def rollout_len(self) -> int:
         return self.config.rollout_len or self.agent.env.episode_len
 
+    @property
+    def steps_per_update(self) -> int:
+        return self.config.num_envs * self.rollout_len
+
     def _episodes(self, tree: Any) -> Any:
         """Constrain a pytree with a leading episode axis to be sharded over the mesh."""
+        if self.mesh is None:
+            return tree
         sharding = NamedSharding(self.mesh, P(EPISODE_AXIS))
         return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 

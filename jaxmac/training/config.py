@@ -101,12 +101,9 @@ class RunConfig:
         return out
 
     def keys_and_hparams(self) -> tuple[jax.Array, HParams]:
-        """The PRNG keys and hparams of every member, stacked if this is a sweep."""
+        """The PRNG keys and hparams of every member, stacked on a leading axis (also for one)."""
         keys = [jax.random.PRNGKey(m["seed"]) for m in self.members()]
-        hps = self.member_hparams()
-        if not self.sweep:
-            return keys[0], hps[0]
-        return jnp.stack(keys), jax.tree.map(lambda *x: jnp.stack(x), *hps)
+        return jnp.stack(keys), jax.tree.map(lambda *x: jnp.stack(x), *self.member_hparams())
 
     def member_name(self, name: str, member: dict[str, Any]) -> str:
         """``name`` plus, in a sweep, the member's seed and swept values: ``run[seed=0,lr=0.001]``."""

@@ -25,9 +25,11 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, LearnedPolicy
-from jaxmac.algorithms import HParams, PPOConfig, RunnerState, Trainer
+from jaxmac.algorithms import EPISODE_AXIS, Algorithm, HParams, PPOConfig, Trainer
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.training.checkpoint import Checkpoints
 from jaxmac.training.config import RunConfig
@@ -47,78 +49,100 @@ class TrainingDiverged(RuntimeError):
 
 @dataclasses.dataclass
 class RunResult:
-    state: RunnerState  # stacked over members for a sweep
+    state: Any  # the algorithm's state, stacked over members (one for a single run)
     updates: int
     evaluation: EvaluationTable | None
     env_steps_per_s: float  # env steps (episode-TTIs, all members) per second of training, compile excluded
     compile_s: float  # seconds spent compiling the chunk functions
 
 
+def over_members(fn: Callable[..., Any], members: int, in_axes: tuple) -> Callable[..., Any]:
+    """``fn`` on a stack of ``members`` runs (a leading axis on the arguments of ``in_axes`` 0
+    and on every output): ``jax.vmap``, except that one member gets the axis removed before
+    ``fn`` and added back after. Both give the same numbers; vmapping a size-1 axis would turn
+    the program's indexing into batched gathers for nothing."""
+    if members > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def single(*args: Any) -> Any:
+        unstacked = [
+            jax.tree.map(lambda x: x[0], a) if axis == 0 else a for a, axis in zip(args, in_axes, strict=True)
+        ]
+        return jax.tree.map(lambda x: x[None], fn(*unstacked))
+
+    return single
+
+
 @dataclasses.dataclass
 class Run:
-    """A run directory's configuration, agent and compiled functions."""
+    """A run directory's configuration, algorithm and compiled functions. The state always
+    holds a stack of members (a single run is a sweep of one), sharded over ``mesh``: the
+    members' axis first, then each algorithm's own episode axis."""
 
     config: RunConfig
     directory: Path
-    agent: Agent
-    trainer: Trainer
-    keys: jax.Array
-    hparams: HParams
+    algorithm: Algorithm
+    mesh: Mesh
+    keys: jax.Array  # (members, 2)
+    hparams: HParams  # stacked over members
     compiled: Any = None  # the chunk program, compiled on first use
     compile_seconds: float = 0.0
 
     @classmethod
     def build(cls, config: RunConfig, directory: Path) -> Run:
-        agent = config.build_agent()
-        trainer = Trainer(agent, PPOConfig(**config.ppo))
+        mesh = Mesh(jax.devices(), (EPISODE_AXIS,))
+        algorithm = Trainer(config.build_agent(), PPOConfig(**config.ppo), mesh)
         keys, hparams = config.keys_and_hparams()
-        return cls(config, Path(directory), agent, trainer, keys, hparams)
+        return cls(config, Path(directory), algorithm, mesh, keys, hparams)
 
-    def init(self) -> RunnerState:
-        if not self.config.sweep:
-            return self.trainer.initialize(self.keys, self.hparams)
-        return jax.jit(jax.vmap(self.trainer.init), out_shardings=self.trainer.state_shardings(True))(
-            self.keys, self.hparams
+    @property
+    def agent(self) -> Agent:
+        return self.algorithm.agent
+
+    @property
+    def members(self) -> int:
+        return len(self.config.members())
+
+    def state_shardings(self) -> Any:
+        """The stacked state's shardings: the algorithm's partition specs behind a member axis."""
+        specs = self.algorithm.partition_specs()
+        return jax.tree.map(
+            lambda spec: NamedSharding(self.mesh, P(None, *spec)), specs, is_leaf=lambda x: isinstance(x, P)
         )
 
-    def chunk(self, state: RunnerState, n: int) -> tuple[RunnerState, dict[str, jax.Array]]:
-        """``n`` <= ``config.chunk`` updates (member-wise for a sweep). One program, compiled for
-        ``config.chunk`` updates on the first call (timed in ``compile_seconds``), serves every
-        ``n``: a run's shorter last chunk and a resume reuse it."""
+    def init(self) -> Any:
+        init = over_members(self.algorithm.init, self.members, (0, 0))
+        return jax.jit(init, out_shardings=self.state_shardings())(self.keys, self.hparams)
+
+    def chunk(self, state: Any, n: int) -> tuple[Any, dict[str, jax.Array]]:
+        """``n`` <= ``config.chunk`` updates of every member; metrics (members, n) per name. One
+        program, compiled for ``config.chunk`` updates on the first call (timed in
+        ``compile_seconds``), serves every ``n``: a run's shorter last chunk and a resume reuse it."""
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.config.chunk:
             raise ValueError(f"n must be an integer in [1, chunk={self.config.chunk}], got {n!r}")
         if self.compiled is None:
-            if self.config.sweep:
-                fn = jax.jit(
-                    jax.vmap(self.trainer.update_chunk, in_axes=(0, 0, None, None)),
-                    static_argnums=2,
-                    out_shardings=(self.trainer.state_shardings(True), None),
-                )
-            else:
-                fn = self.trainer.run
+            update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
+            fn = jax.jit(update, static_argnums=2, out_shardings=(self.state_shardings(), None))
             start = time.perf_counter()
             self.compiled = fn.lower(state, self.hparams, self.config.chunk, n).compile()
             self.compile_seconds += time.perf_counter() - start
         state, metrics = self.compiled(state, self.hparams, n)
         return state, jax.tree.map(lambda m: m[..., :n], metrics)
 
-    def member_params(self, state: RunnerState, i: int) -> Any:
-        return jax.tree.map(lambda x: x[i], state.params) if self.config.sweep else state.params
+    def member_params(self, state: Any, i: int) -> Any:
+        return self.algorithm.policy_params(jax.tree.map(lambda x: x[i], state))
 
-    def restore(self, checkpoints: Checkpoints) -> RunnerState:
+    def restore(self, checkpoints: Checkpoints) -> Any:
         """The newest checkpoint (the structure comes from an abstract init: nothing is computed)."""
         step = checkpoints.latest()
         if step is None:
             raise FileNotFoundError(f"{self.directory} has no checkpoint")
-        init = jax.vmap(self.trainer.init) if self.config.sweep else self.trainer.init
-        like = jax.eval_shape(init, self.keys, self.hparams)
-        return jax.device_put(
-            checkpoints.restore(step, like), self.trainer.state_shardings(self.config.sweep)
-        )
+        like = jax.eval_shape(jax.vmap(self.algorithm.init), self.keys, self.hparams)
+        return jax.device_put(checkpoints.restore(step, like), self.state_shardings())
 
     def evaluate(
         self,
-        state: RunnerState,
+        state: Any,
         ues: list[int] | None = None,
         episodes: int | None = None,
         key: jax.Array | None = None,
@@ -147,14 +171,15 @@ class Run:
 
 
 def _rows(run: Run, metrics: dict[str, np.ndarray], first_update: int, seconds: float) -> list[dict]:
-    """One row per (member, update) of a chunk's metrics ((n,) or (members, n) per name)."""
+    """One row per (member, update) of a chunk's metrics ((members, n) per name); a sweep's rows
+    name their member."""
     config, rows = run.config, []
-    steps = run.trainer.config.num_envs * run.trainer.rollout_len
+    steps = run.algorithm.steps_per_update
     for i, member in enumerate(config.members()):
         for j in range(next(iter(metrics.values())).shape[-1]):
-            row = {"update": first_update + j + 1, **({"member": i, **member} if config.sweep else {})}
+            row = {"update": first_update + j + 1, **({"member": i, **member} if run.members > 1 else {})}
             row["env_steps"] = (first_update + j + 1) * steps
-            row |= {k: float(v[i, j] if config.sweep else v[j]) for k, v in metrics.items()}
+            row |= {k: float(v[i, j]) for k, v in metrics.items()}
             row["chunk_seconds"] = seconds
             rows.append(row)
     return rows
@@ -206,7 +231,7 @@ def train_run(
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / "config.json", config.to_json())
     checkpoints = Checkpoints(directory / "checkpoints")
-    total = run.trainer.config.updates
+    total = PPOConfig(**config.ppo).updates
 
     if resume and checkpoints.latest() is not None:
         state = run.restore(checkpoints)
@@ -218,7 +243,7 @@ def train_run(
         done = 0
         checkpoints.save(0, state)
 
-    steps_per_update = run.trainer.config.num_envs * run.trainer.rollout_len * len(config.members())
+    steps_per_update = run.algorithm.steps_per_update * run.members
     steps, seconds_total, evaluation, chunks = 0, 0.0, None, 0
     while done < total:
         n = min(config.chunk, total - done)
@@ -227,7 +252,7 @@ def train_run(
         new_state, metrics = run.chunk(state, n)
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start - (run.compile_seconds - compile_before)
-        bad = np.atleast_2d(metrics["nonfinite"] > 0) | ~np.isfinite(np.atleast_2d(metrics["loss"]))
+        bad = (metrics["nonfinite"] > 0) | ~np.isfinite(metrics["loss"])
         if np.any(bad):
             first = done + 1 + int(np.argmax(np.any(bad, axis=0)))
             raise TrainingDiverged(

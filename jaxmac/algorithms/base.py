@@ -1,0 +1,55 @@
+"""The seam between a learning algorithm and the host loop that runs it.
+
+An ``Algorithm`` knows one member of a run: how to initialise its state (everything a
+checkpoint holds) and how to do a chunk of updates as a pure, jittable function. The host
+loop (``jaxmac.training``) owns the rest: the device mesh, ``jit`` and the compile cache, the
+stack of members (a single run is a sweep of one), checkpoints, metrics and evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+
+from jaxmac.agents import Agent, Params
+
+#: The name of the mesh axis the parallel episodes are sharded over.
+EPISODE_AXIS = "episodes"
+
+
+class Algorithm(Protocol):
+    """A learning algorithm for one agent, as the host loop sees it."""
+
+    agent: Agent
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The float32 scalars every update reports; among them ``loss`` and ``nonfinite`` (steps
+        skipped as non-finite), which the host loop reads to stop a diverged run."""
+        ...
+
+    @property
+    def steps_per_update(self) -> int:
+        """Environment steps (episode-TTIs) of one update."""
+        ...
+
+    def init(self, key: jax.Array, hp: Any) -> Any:
+        """One member's initial state (a pytree; jittable and vmappable over ``key`` and ``hp``)."""
+        ...
+
+    def update_chunk(
+        self, state: Any, hp: Any, n: int, count: Any = None
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """``count`` (traced, default ``n``) <= ``n`` (static) updates; metrics (n,) per name of
+        ``metric_names``, NaN past ``count``."""
+        ...
+
+    def partition_specs(self) -> Any:
+        """A state of ``PartitionSpec``s: ``P(EPISODE_AXIS)`` for leaves whose leading axis is the
+        parallel episodes, ``P()`` for the replicated ones."""
+        ...
+
+    def policy_params(self, state: Any) -> Params:
+        """The agent's parameters in a state (what evaluation acts with)."""
+        ...
