@@ -52,11 +52,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmac.agents import Choices, LLMAgent, make_agent
+from jaxmac.agents import Choices, LLMAgent
 from jaxmac.algorithms import Batch, HParams, PPOConfig, Trainer, Transition, optimizer, training_batch
 from jaxmac.env import UDTSEnv
 from jaxmac.models.dedup import distinct_keys, group_rows
 from jaxmac.protocols import make_protocol
+from jaxmac.training import make_agent
 
 ENV = UDTSEnv()
 T = ENV.episode_len

@@ -37,7 +37,7 @@ def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_pat
     assert main(["train", "--out", str(run), "--resume", "--updates", "4"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
-    assert json.loads((run / "config.json").read_text())["ppo"]["updates"] == 4
+    assert json.loads((run / "config.json").read_text())["algorithm"]["updates"] == 4
     out = tmp_path / "eval.json"
     argv = ["eval", "--checkpoint", str(run), "--policy", "contention_free", "--ues", "1-2"]
     assert main([*argv, "--episodes", "10", "--out", str(out)]) == 0

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmac.agents import CandidatePolicy, Choices, make_agent
+from jaxmac.agents import CandidatePolicy, Choices
 from jaxmac.algorithms import (
     Batch,
     HParams,
@@ -19,6 +19,7 @@ from jaxmac.algorithms import (
     ppo_objective,
 )
 from jaxmac.env import UDTSEnv
+from jaxmac.training import make_agent
 
 ENV = UDTSEnv(max_ues=2, episode_len=4)
 SMALL = PPOConfig(num_envs=8, epochs=2, minibatches=2, updates=2)

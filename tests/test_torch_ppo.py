@@ -67,7 +67,7 @@ def setup(tmp_path_factory):
     tokenizer = prompt_tokenizer(ENV)
     model = save_random_t5(directory, tiny_config(tokenizer), seed=0, untie=True)  # untied, as Flan-T5
     tokenizer.save_pretrained(directory)
-    agent = LLMAgent(ENV, model=str(directory), pretrained=True, value_hidden=16)
+    agent = LLMAgent.build(ENV, model=str(directory), pretrained=True, value_hidden=16)
     assert not agent.cfg.tie_word_embeddings and not agent.cfg.scale_decoder_outputs
     params = agent.init(jax.random.PRNGKey(0))
     obs = observations(jax.random.PRNGKey(1))

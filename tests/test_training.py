@@ -28,7 +28,7 @@ SMALL = RunConfig(
     agent={"hidden": 16},
     env={"max_ues": 2, "episode_len": 6},
     env_params={"n_min": 1, "n_max": 2},
-    ppo={"num_envs": 16, "epochs": 2, "minibatches": 2, "updates": 4},
+    algorithm={"num_envs": 16, "epochs": 2, "minibatches": 2, "updates": 4},
     chunk=2,
     eval_episodes=20,
 )
@@ -36,7 +36,7 @@ SMALL = RunConfig(
 
 def test_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path):
     whole = train_run(SMALL, tmp_path / "whole", log=lambda _: None)
-    half = dataclasses.replace(SMALL, ppo={**SMALL.ppo, "updates": 2})
+    half = dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 2})
     train_run(half, tmp_path / "cut", log=lambda _: None)  # "interrupted" after update 2
     resumed = train_run(SMALL, tmp_path / "cut", resume=True, log=lambda _: None)
     assert resumed.updates == whole.updates == 4
@@ -48,14 +48,20 @@ def test_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path):
 
 
 def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
-    train_run(dataclasses.replace(SMALL, ppo={**SMALL.ppo, "updates": 2}), tmp_path / "r", log=lambda _: None)
+    train_run(
+        dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 2}),
+        tmp_path / "r",
+        log=lambda _: None,
+    )
     with pytest.raises(FileExistsError, match="resume"):
         train_run(SMALL, tmp_path / "r", log=lambda _: None)
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     good = train_run(
-        dataclasses.replace(SMALL, ppo={**SMALL.ppo, "updates": 2}), tmp_path / "r", log=lambda _: None
+        dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 2}),
+        tmp_path / "r",
+        log=lambda _: None,
     )
     exploding = dataclasses.replace(SMALL, hparams={"lr": 1e30, "max_grad_norm": 1e30})
     with pytest.raises(TrainingDiverged, match="last good checkpoint is update 2"):
@@ -73,7 +79,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         """
         import jax, numpy as np
         from jax.sharding import Mesh
-        from jaxmac.agents import make_agent
+        from jaxmac.training import make_agent
         from jaxmac.algorithms import HParams, PPOConfig, Trainer
         from jaxmac.env import UDTSEnv
         assert jax.device_count() == 4
@@ -105,7 +111,7 @@ def test_mappo_clearly_beats_random_within_a_fixed_budget(tmp_path):
         agent={"hidden": 32},
         env={"max_ues": 2},
         env_params={"n_min": 1, "n_max": 2},
-        ppo={"num_envs": 128, "epochs": 4, "minibatches": 4, "updates": 30},
+        algorithm={"num_envs": 128, "epochs": 4, "minibatches": 4, "updates": 30},
         hparams={"lr": 1e-3},
         chunk=30,
         eval_episodes=200,
@@ -125,7 +131,7 @@ LLM = dataclasses.replace(
     algo="llm4mac",
     agent={"model": "tiny", "value_hidden": 32},
     env={"max_ues": 2, "episode_len": 3},
-    ppo={"num_envs": 4, "epochs": 1, "minibatches": 2, "updates": 2},
+    algorithm={"num_envs": 4, "epochs": 1, "minibatches": 2, "updates": 2},
     eval_episodes=4,
 )
 

@@ -23,13 +23,15 @@ from jaxmac.agents.policy import AgentOutput, CandidatePolicy, fuse
 from jaxmac.env import Observation, UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
 from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act_distinct
+from jaxmac.models.config import T5Config
 from jaxmac.models.loading import load_t5
 from jaxmac.models.t5 import T5
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LLMAgent:
-    """The language actor-critic behind the ``Agent`` interface.
+    """The language actor-critic behind the ``Agent`` interface. ``LLMAgent.build(env, ...)``
+    loads the model and makes the rest; the constructor only stores what it is given.
 
     Attributes:
       model: ``tiny``, a Flan-T5 size or a checkpoint directory (``jaxmac.models.load_t5``).
@@ -40,6 +42,10 @@ class LLMAgent:
       dedup_chunk: distinct prompts per step of the deduplicated loop (forward and backward):
         larger runs bigger matrix products, smaller bounds memory (peak memory follows it).
       dtype: compute dtype of the T5 (parameters stay float32).
+      cfg, compiler, candidates, graphdef: the T5's configuration, the prompt compiler, the
+        candidates' token ids and the actor-critic's graph (its parameters live in ``Params``).
+      t5_params: the checkpoint's T5 weights (the same for every seed), or None when ``init``
+        draws them.
     """
 
     env: UDTSEnv
@@ -50,33 +56,49 @@ class LLMAgent:
     value_hidden: int = 1024
     dedup_chunk: int = 32
     dtype: Any = jnp.float32
+    cfg: T5Config = dataclasses.field(kw_only=True, repr=False)
+    compiler: PromptCompiler = dataclasses.field(kw_only=True, repr=False)
+    candidates: Candidates = dataclasses.field(kw_only=True, repr=False)
+    graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)
+    t5_params: Params | None = dataclasses.field(kw_only=True, repr=False)
 
-    def __post_init__(self) -> None:
-        for name in ("value_hidden", "dedup_chunk"):
-            value = getattr(self, name)
+    @classmethod
+    def build(
+        cls,
+        env: UDTSEnv,
+        model: str = "tiny",
+        pretrained: bool = True,
+        sie: bool = True,
+        raw_logits: bool = False,
+        value_hidden: int = 1024,
+        dedup_chunk: int = 32,
+        dtype: Any = jnp.float32,
+    ) -> LLMAgent:
+        """Check the options, load (or shape) the T5 and its tokenizer, compile the prompt tables."""
+        for name, value in (("value_hidden", value_hidden), ("dedup_chunk", dedup_chunk)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         t5, tokenizer = load_t5(
-            self.model,
-            word_tokenizer=lambda: prompt_tokenizer(self.env),
-            pretrained=self.pretrained,
-            dtype=self.dtype,
+            model, word_tokenizer=lambda: prompt_tokenizer(env), pretrained=pretrained, dtype=dtype
         )
-        template = PromptTemplate(self.env, self.sie)
-        shape_only = nnx.eval_shape(
-            lambda: LanguageActorCritic(t5, value_hidden=self.value_hidden, rngs=nnx.Rngs(0))
+        template = PromptTemplate(env, sie)
+        actor = nnx.eval_shape(lambda: LanguageActorCritic(t5, value_hidden=value_hidden, rngs=nnx.Rngs(0)))
+        from_checkpoint = pretrained and model != "tiny"
+        return cls(
+            env,
+            model,
+            pretrained,
+            sie,
+            raw_logits,
+            value_hidden,
+            dedup_chunk,
+            dtype,
+            cfg=t5.cfg,
+            compiler=PromptCompiler(template, tokenizer),
+            candidates=Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer),
+            graphdef=nnx.split(actor)[0],
+            t5_params=nnx.to_pure_dict(nnx.split(t5)[1]) if from_checkpoint else None,
         )
-        from_checkpoint = self.pretrained and self.model != "tiny"
-        fields = {
-            "cfg": t5.cfg,
-            "compiler": PromptCompiler(template, tokenizer),
-            "candidates": Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer),
-            "graphdef": nnx.split(shape_only)[0],
-            # pretrained weights are the same for every seed; drawn ones come from init's key
-            "t5_params": nnx.to_pure_dict(nnx.split(t5)[1]) if from_checkpoint else None,
-        }
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
 
     def init(self, key: jax.Array) -> Params:
         t5_key, head_key = jax.random.split(key)

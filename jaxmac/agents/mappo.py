@@ -121,16 +121,19 @@ class MAPPONetworks(nnx.Module):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MAPPOAgent:
-    """Sym. MAPPO's networks behind the ``Agent`` interface."""
+    """Sym. MAPPO's networks behind the ``Agent`` interface (``MAPPOAgent.build(env, hidden)``)."""
 
     env: UDTSEnv
     hidden: int = 128
+    graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)  # the networks' graph
 
-    def __post_init__(self) -> None:
-        if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1:
-            raise ValueError(f"hidden (the MLP width) must be an integer >= 1, got {self.hidden!r}")
-        graphdef, _ = nnx.split(nnx.eval_shape(lambda: MAPPONetworks(self.env, self.hidden, nnx.Rngs(0))))
-        object.__setattr__(self, "graphdef", graphdef)
+    @classmethod
+    def build(cls, env: UDTSEnv, hidden: int = 128) -> MAPPOAgent:
+        """Check the width and shape the networks (no parameters are drawn here)."""
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden (the MLP width) must be an integer >= 1, got {hidden!r}")
+        graphdef, _ = nnx.split(nnx.eval_shape(lambda: MAPPONetworks(env, hidden, nnx.Rngs(0))))
+        return cls(env, hidden, graphdef=graphdef)
 
     def init(self, key: jax.Array) -> Params:
         return nnx.to_pure_dict(nnx.split(MAPPONetworks(self.env, self.hidden, nnx.Rngs(key)))[1])

@@ -10,11 +10,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxmac.agents import ALGOS, LLMAgent, MAPPOAgent
+from jaxmac.agents import LLMAgent, MAPPOAgent
 from jaxmac.algorithms import HPARAM_RANGES, HParams, PPOConfig
 from jaxmac.cli.options import add_env_options, parse_ues
 from jaxmac.env import REWARD_PRESETS
-from jaxmac.training import SWEEPABLE, RunConfig, TrainingDiverged, train_run
+from jaxmac.training import METHODS, SWEEPABLE, RunConfig, TrainingDiverged, train_run
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
@@ -83,7 +83,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="named settings (options given explicitly override them): "
         + "; ".join(f"{k}: {_describe(v)}" for k, v in TRAIN_PRESETS.items()),
     )
-    parser.add_argument("--algo", choices=ALGOS, default="mappo", help="learner")
+    parser.add_argument("--algo", choices=sorted(METHODS), default="mappo", help="learner")
     parser.add_argument("--no-comm", action="store_true", help="No-Comm.: every message forced to null")
     parser.add_argument(
         "--model", default="tiny", help="llm4mac: tiny, flan-t5-small|base|large or a checkpoint dir"
@@ -168,7 +168,7 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
             "churn": args.churn,
             **REWARD_PRESETS[args.reward],
         },
-        ppo={
+        algorithm={
             "num_envs": args.episodes,
             "rollout_len": args.rollout_len,
             "epochs": args.epochs,
@@ -194,14 +194,15 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
         if args.resume and (args.out / "config.json").is_file():
             config = RunConfig.load(args.out)
             if args.updates is not None:
-                config = dataclasses.replace(config, ppo={**config.ppo, "updates": args.updates})
+                config = dataclasses.replace(config, algorithm={**config.algorithm, "updates": args.updates})
         else:
             config = config_from_args(args, seeds, grid)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     members = len(config.members())
     console.print(
-        f"{args.out}: {config.algo}{' no-comm' if config.no_comm else ''}, {members} run(s), {config.ppo}"
+        f"{args.out}: {config.algo}{' no-comm' if config.no_comm else ''}, {members} run(s), "
+        f"{config.algorithm}"
     )
     with Progress(
         TextColumn("train"),
@@ -211,7 +212,7 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
         TextColumn("{task.fields[status]}"),
         console=console,
     ) as bar:
-        task = bar.add_task("train", total=PPOConfig(**config.ppo).updates, status="compiling")
+        task = bar.add_task("train", total=config.updates, status="compiling")
 
         def on_chunk(done: int, total: int, info: dict[str, float]) -> None:
             status = (

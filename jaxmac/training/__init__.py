@@ -1,17 +1,23 @@
-"""Training runs: configuration, the host loop, checkpoints."""
+"""Training runs: the registry of methods, configuration, the host loop, checkpoints."""
 
 from jaxmac.training.checkpoint import Checkpoints
 from jaxmac.training.config import SWEEPABLE, RunConfig
 from jaxmac.training.files import write_json_atomic
-from jaxmac.training.loop import Run, RunResult, TrainingDiverged, train_run
+from jaxmac.training.loop import Run, RunResult, TrainingDiverged, over_members, train_run
+from jaxmac.training.methods import METHODS, Method, make_agent, method
 
 __all__ = [
+    "METHODS",
     "SWEEPABLE",
     "Checkpoints",
+    "Method",
     "Run",
     "RunConfig",
     "RunResult",
     "TrainingDiverged",
+    "make_agent",
+    "method",
+    "over_members",
     "train_run",
     "write_json_atomic",
 ]

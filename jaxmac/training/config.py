@@ -11,22 +11,29 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
-from jaxmac.agents import ALGOS, Agent, make_agent
-from jaxmac.algorithms import HPARAM_RANGES, HParams, PPOConfig
+from jaxmac.agents import Agent
+from jaxmac.algorithms import Algorithm
 from jaxmac.env import EnvParams, UDTSEnv
+from jaxmac.training.methods import METHODS, Method, make_agent, method
 
-#: Hyperparameters a sweep may vary: every scalar of ``HParams`` and of ``EnvParams``.
-SWEEPABLE = tuple(HPARAM_RANGES) + tuple(f.name for f in dataclasses.fields(EnvParams))
+#: Hyperparameters a sweep may vary: every scalar of some method's hyperparameters and of
+#: ``EnvParams`` (a run may sweep those of its own method).
+SWEEPABLE = tuple(dict.fromkeys(n for m in METHODS.values() for n in m.hparam_ranges)) + tuple(
+    f.name for f in dataclasses.fields(EnvParams)
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """A training run (or a sweep: ``seeds`` x the ``grid`` of swept values, vmapped).
 
-    ``env`` holds ``UDTSEnv`` fields, ``env_params`` ``EnvParams`` fields, ``ppo``
-    ``PPOConfig`` fields, ``hparams`` ``HParams`` scalars and ``agent`` the options of the
-    learner (``LLMAgent``: model, pretrained, sie, raw_logits...; ``MAPPOAgent``: hidden).
+    ``algo`` names a registered method (``jaxmac.training.methods``); ``env`` holds ``UDTSEnv``
+    fields, ``env_params`` ``EnvParams`` fields, ``algorithm`` the fields of the method's
+    algorithm settings (``PPOConfig``), ``hparams`` the scalars of its hyperparameters
+    (``HParams``) and ``agent`` the options of its agent (``LLMAgent.build``: model, pretrained,
+    sie, raw_logits...; ``MAPPOAgent.build``: hidden).
     """
 
     algo: str = "mappo"
@@ -34,7 +41,7 @@ class RunConfig:
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
     env_params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    ppo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    algorithm: dict[str, Any] = dataclasses.field(default_factory=dict)
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     grid: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
@@ -45,11 +52,11 @@ class RunConfig:
     greedy: bool = False  # evaluate the most likely decisions instead of sampling
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {list(ALGOS)}, got {self.algo!r}")
-        unknown = sorted(set(self.grid) - set(SWEEPABLE))
+        method(self.algo)  # a registered method
+        sweepable = [*self.method.hparam_ranges, *(f.name for f in dataclasses.fields(EnvParams))]
+        unknown = sorted(set(self.grid) - set(sweepable))
         if unknown:
-            raise ValueError(f"swept names must be from {list(SWEEPABLE)}, got {unknown}")
+            raise ValueError(f"swept names must be from {sweepable}, got {unknown}")
         if any(len(v) == 0 for v in self.grid.values()):
             raise ValueError("every swept name needs at least one value")
         if not self.seeds:
@@ -60,21 +67,37 @@ class RunConfig:
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
         self.build_env()  # fail now on bad environment settings
-        PPOConfig(**self.ppo)
+        self.algorithm_config()
         self.base_hparams()
 
     # ---------------------------------------------------------------- building
     def build_env(self) -> UDTSEnv:
         return UDTSEnv(**self.env)
 
+    @property
+    def method(self) -> Method:
+        return method(self.algo)
+
     def build_agent(self) -> Agent:
         return make_agent(self.algo, self.build_env(), no_comm=self.no_comm, **self.agent)
 
-    def base_hparams(self) -> HParams:
+    def algorithm_config(self) -> Any:
+        """The method's algorithm settings (e.g. ``PPOConfig``) from the ``algorithm`` dict."""
+        return self.method.config(**self.algorithm)
+
+    def build_algorithm(self, mesh: Mesh) -> Algorithm:
+        return self.method.algorithm(self.build_agent(), self.algorithm_config(), mesh)
+
+    @property
+    def updates(self) -> int:
+        """The run's length in updates."""
+        return self.algorithm_config().updates
+
+    def base_hparams(self) -> Any:
         env = self.build_env()
         params = env.default_params.replace(**self.env_params)
         env.check_params(params)
-        return HParams(**self.hparams, env=params)
+        return self.method.hparams(**self.hparams, env=params)
 
     @property
     def sweep(self) -> bool:
@@ -90,7 +113,7 @@ class RunConfig:
             for values in itertools.product(*(self.grid[n] for n in names))
         ]
 
-    def member_hparams(self) -> list[HParams]:
+    def member_hparams(self) -> list[Any]:
         base = self.base_hparams()
         out = []
         for member in self.members():
@@ -100,7 +123,7 @@ class RunConfig:
             out.append(base.replace(**own, env=base.env.replace(**env_part)))
         return out
 
-    def keys_and_hparams(self) -> tuple[jax.Array, HParams]:
+    def keys_and_hparams(self) -> tuple[jax.Array, Any]:
         """The PRNG keys and hparams of every member, stacked on a leading axis (also for one)."""
         keys = [jax.random.PRNGKey(m["seed"]) for m in self.members()]
         return jnp.stack(keys), jax.tree.map(lambda *x: jnp.stack(x), *self.member_hparams())

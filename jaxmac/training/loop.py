@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, LearnedPolicy
-from jaxmac.algorithms import EPISODE_AXIS, Algorithm, HParams, PPOConfig, Trainer
+from jaxmac.algorithms import EPISODE_AXIS, Algorithm
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.training.checkpoint import Checkpoints
 from jaxmac.training.config import RunConfig
@@ -84,14 +84,14 @@ class Run:
     algorithm: Algorithm
     mesh: Mesh
     keys: jax.Array  # (members, 2)
-    hparams: HParams  # stacked over members
+    hparams: Any  # the method's hyperparameters, stacked over members
     compiled: Any = None  # the chunk program, compiled on first use
     compile_seconds: float = 0.0
 
     @classmethod
     def build(cls, config: RunConfig, directory: Path) -> Run:
         mesh = Mesh(jax.devices(), (EPISODE_AXIS,))
-        algorithm = Trainer(config.build_agent(), PPOConfig(**config.ppo), mesh)
+        algorithm = config.build_algorithm(mesh)
         keys, hparams = config.keys_and_hparams()
         return cls(config, Path(directory), algorithm, mesh, keys, hparams)
 
@@ -218,7 +218,7 @@ def train_run(
     log: Callable[[str], None] = print,
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Train (or resume) the run in ``directory`` up to ``PPOConfig(**config.ppo).updates``.
+    """Train (or resume) the run in ``directory`` up to ``config.updates``.
 
     ``on_chunk(done, total, info)`` is called after every chunk with the updates done, the
     total, and ``info`` holding ``env_steps_per_s`` and the chunk's last metrics."""
@@ -231,7 +231,7 @@ def train_run(
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / "config.json", config.to_json())
     checkpoints = Checkpoints(directory / "checkpoints")
-    total = PPOConfig(**config.ppo).updates
+    total = config.updates
 
     if resume and checkpoints.latest() is not None:
         state = run.restore(checkpoints)

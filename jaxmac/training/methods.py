@@ -1,0 +1,55 @@
+"""The paper's learned methods by name: each a policy (agent) paired with the algorithm that
+trains it. Adding a method is one line here; the host loop, ``RunConfig`` and the CLI read the
+registry."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from jax.sharding import Mesh
+
+from jaxmac.agents import Agent, LLMAgent, MAPPOAgent, NoComm
+from jaxmac.algorithms import HPARAM_RANGES, Algorithm, HParams, PPOConfig, Trainer
+from jaxmac.env import UDTSEnv
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A learned method: how to build its agent and its algorithm, and the algorithm's settings.
+
+    Attributes:
+      agent: ``agent(env, **options) -> Agent`` (the options are the run's ``agent`` dict).
+      algorithm: ``algorithm(agent, config, mesh) -> Algorithm``.
+      config: the algorithm's static settings (a dataclass built from the run's ``algorithm``
+        dict; it has ``updates``, the run's length).
+      hparams: the algorithm's traced hyperparameters (a dataclass with an ``env`` field).
+      hparam_ranges: allowed ranges of the ``hparams`` scalars (what a sweep may vary).
+    """
+
+    agent: Callable[..., Agent]
+    algorithm: Callable[[Agent, Any, Mesh], Algorithm]
+    config: type
+    hparams: type
+    hparam_ranges: dict[str, tuple[float, float, bool]]
+
+
+METHODS: dict[str, Method] = {
+    "llm4mac": Method(LLMAgent.build, Trainer, PPOConfig, HParams, HPARAM_RANGES),
+    "mappo": Method(MAPPOAgent.build, Trainer, PPOConfig, HParams, HPARAM_RANGES),
+}
+
+
+def method(algo: str) -> Method:
+    """The registered method ``algo``; an error naming the allowed ones otherwise."""
+    if algo not in METHODS:
+        raise ValueError(f"algo must be one of {list(METHODS)}, got {algo!r}")
+    return METHODS[algo]
+
+
+def make_agent(algo: str, env: UDTSEnv, *, no_comm: bool = False, **options: object) -> Agent:
+    """The agent of method ``algo`` (its options: e.g. ``LLMAgent.build``'s model, pretrained,
+    sie, ...; ``MAPPOAgent.build``'s hidden), wrapped in ``NoComm`` if ``no_comm``."""
+    agent = method(algo).agent(env, **options)
+    return NoComm(agent) if no_comm else agent
