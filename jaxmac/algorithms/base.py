@@ -51,5 +51,6 @@ class Algorithm(Protocol):
         ...
 
     def policy_params(self, state: Any) -> Params:
-        """The agent's parameters in a state (what evaluation acts with)."""
+        """The agent's parameters in a state (what evaluation acts with); it only selects, so a
+        stack of states gives the stack of parameters."""
         ...

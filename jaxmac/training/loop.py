@@ -130,7 +130,8 @@ class Run:
         return state, jax.tree.map(lambda m: m[..., :n], metrics)
 
     def member_params(self, state: Any, i: int) -> Any:
-        return self.algorithm.policy_params(jax.tree.map(lambda x: x[i], state))
+        """Member ``i``'s policy parameters (taken from the stack, not the whole state sliced)."""
+        return jax.tree.map(lambda x: x[i], self.algorithm.policy_params(state))
 
     def restore(self, checkpoints: Checkpoints) -> Any:
         """The newest checkpoint (the structure comes from an abstract init: nothing is computed)."""
