@@ -184,3 +184,11 @@ def test_a_chunk_longer_than_the_compiled_one_is_an_error_naming_n(tmp_path):
     for n in (0, SMALL.chunk + 1):
         with pytest.raises(ValueError, match=rf"n must be an integer in \[1, chunk={SMALL.chunk}\], got {n}"):
             run.chunk(state, n)
+
+
+def test_a_run_configuration_of_another_version_is_an_error_naming_its_fields():
+    data = SMALL.to_json()
+    data["ppo"] = data.pop("algorithm")  # how run directories before the methods registry wrote it
+    with pytest.raises(ValueError, match=r"fields \['ppo'\] this jaxmac does not know"):
+        RunConfig.from_json(data)
+    assert RunConfig.from_json(SMALL.to_json()) == SMALL

@@ -140,6 +140,14 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"the run configuration has fields {unknown} this jaxmac does not know (allowed: "
+                f"{sorted(known)}); it was written by another version (before the 'algorithm' "
+                "settings, they were called 'ppo'): train into a new directory"
+            )
         data = dict(data)
         data["seeds"] = tuple(data["seeds"])
         data["grid"] = {k: tuple(v) for k, v in data["grid"].items()}
