@@ -40,6 +40,19 @@ class Agent(Protocol):
         ...
 
 
+def with_defaults(agent_class: type, options: dict[str, Any]) -> dict[str, Any]:
+    """An agent's options: ``options`` over the defaults of ``agent_class``'s option fields (its
+    positional fields after ``env``; the keyword-only ones are what its ``build`` makes). An
+    unknown name is an error naming the allowed ones."""
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(agent_class) if not f.kw_only and f.name != "env"
+    }
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"{agent_class.__name__} options must be from {sorted(defaults)}, got {unknown}")
+    return defaults | options
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class NoComm:
     """No-Comm. (the paper's ablation): ``inner`` with every UCM and DCM forced to ``null``."""

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmac.agents.base import Params
+from jaxmac.agents.base import Params, with_defaults
 from jaxmac.agents.policy import AgentOutput, CandidatePolicy, fuse
 from jaxmac.env import Observation, UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
@@ -63,36 +63,27 @@ class LLMAgent:
     t5_params: Params | None = dataclasses.field(kw_only=True, repr=False)
 
     @classmethod
-    def build(
-        cls,
-        env: UDTSEnv,
-        model: str = "tiny",
-        pretrained: bool = True,
-        sie: bool = True,
-        raw_logits: bool = False,
-        value_hidden: int = 1024,
-        dedup_chunk: int = 32,
-        dtype: Any = jnp.float32,
-    ) -> LLMAgent:
-        """Check the options, load (or shape) the T5 and its tokenizer, compile the prompt tables."""
-        for name, value in (("value_hidden", value_hidden), ("dedup_chunk", dedup_chunk)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    def build(cls, env: UDTSEnv, **options: Any) -> LLMAgent:
+        """Check the options (the fields above, defaults as declared), load (or shape) the T5 and
+        its tokenizer, compile the prompt tables."""
+        options = with_defaults(cls, options)
+        for name in ("value_hidden", "dedup_chunk"):
+            if isinstance(options[name], bool) or not isinstance(options[name], int) or options[name] < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {options[name]!r}")
         t5, tokenizer = load_t5(
-            model, word_tokenizer=lambda: prompt_tokenizer(env), pretrained=pretrained, dtype=dtype
+            options["model"],
+            word_tokenizer=lambda: prompt_tokenizer(env),
+            pretrained=options["pretrained"],
+            dtype=options["dtype"],
         )
-        template = PromptTemplate(env, sie)
-        actor = nnx.eval_shape(lambda: LanguageActorCritic(t5, value_hidden=value_hidden, rngs=nnx.Rngs(0)))
-        from_checkpoint = pretrained and model != "tiny"
+        template = PromptTemplate(env, options["sie"])
+        actor = nnx.eval_shape(
+            lambda: LanguageActorCritic(t5, value_hidden=options["value_hidden"], rngs=nnx.Rngs(0))
+        )
+        from_checkpoint = options["pretrained"] and options["model"] != "tiny"
         return cls(
             env,
-            model,
-            pretrained,
-            sie,
-            raw_logits,
-            value_hidden,
-            dedup_chunk,
-            dtype,
+            **options,
             cfg=t5.cfg,
             compiler=PromptCompiler(template, tokenizer),
             candidates=Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer),

@@ -14,12 +14,13 @@ Decisions about padded slots are computed and then masked out by the fusion (Eq.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmac.agents.base import Params
+from jaxmac.agents.base import Params, with_defaults
 from jaxmac.agents.policy import AgentOutput, CandidatePolicy
 from jaxmac.env import Observation, UDTSEnv, spaces
 
@@ -128,8 +129,10 @@ class MAPPOAgent:
     graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)  # the networks' graph
 
     @classmethod
-    def build(cls, env: UDTSEnv, hidden: int = 128) -> MAPPOAgent:
-        """Check the width and shape the networks (no parameters are drawn here)."""
+    def build(cls, env: UDTSEnv, **options: Any) -> MAPPOAgent:
+        """Check the options (``hidden``, default as declared) and shape the networks (no
+        parameters are drawn here)."""
+        hidden = with_defaults(cls, options)["hidden"]
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden (the MLP width) must be an integer >= 1, got {hidden!r}")
         graphdef, _ = nnx.split(nnx.eval_shape(lambda: MAPPONetworks(env, hidden, nnx.Rngs(0))))

@@ -24,12 +24,6 @@ class Algorithm(Protocol):
     agent: Agent
 
     @property
-    def metric_names(self) -> tuple[str, ...]:
-        """The float32 scalars every update reports; among them ``loss`` and ``nonfinite`` (steps
-        skipped as non-finite), which the host loop reads to stop a diverged run."""
-        ...
-
-    @property
     def steps_per_update(self) -> int:
         """Environment steps (episode-TTIs) of one update."""
         ...
@@ -41,8 +35,9 @@ class Algorithm(Protocol):
     def update_chunk(
         self, state: Any, hp: Any, n: int, count: Any = None
     ) -> tuple[Any, dict[str, jax.Array]]:
-        """``count`` (traced, default ``n``) <= ``n`` (static) updates; metrics (n,) per name of
-        ``metric_names``, NaN past ``count``."""
+        """``count`` (traced, default ``n``) <= ``n`` (static) updates; float32 metrics (n,) per
+        name, NaN past ``count``. The host loop writes every name to the run's metrics and reads
+        ``loss`` and ``nonfinite`` (steps skipped as non-finite) to stop a diverged run."""
         ...
 
     def partition_specs(self) -> Any:

@@ -259,8 +259,6 @@ class Trainer:
     config: PPOConfig = PPOConfig()
     mesh: Mesh | None = None  # the host loop's device mesh (None: no sharding constraints)
 
-    metric_names = UPDATE_METRICS
-
     def __post_init__(self) -> None:
         if self.mesh is not None and self.config.num_envs % self.mesh.size:
             raise ValueError(

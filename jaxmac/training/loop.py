@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -103,8 +104,10 @@ class Run:
     def members(self) -> int:
         return len(self.config.members())
 
+    @functools.cached_property
     def state_shardings(self) -> Any:
-        """The stacked state's shardings: the algorithm's partition specs behind a member axis."""
+        """The stacked state's shardings: the algorithm's partition specs behind a member axis
+        (computed once: the specs come from an abstract init of the agent)."""
         specs = self.algorithm.partition_specs()
         return jax.tree.map(
             lambda spec: NamedSharding(self.mesh, P(None, *spec)), specs, is_leaf=lambda x: isinstance(x, P)
@@ -112,7 +115,7 @@ class Run:
 
     def init(self) -> Any:
         init = over_members(self.algorithm.init, self.members, (0, 0))
-        return jax.jit(init, out_shardings=self.state_shardings())(self.keys, self.hparams)
+        return jax.jit(init, out_shardings=self.state_shardings)(self.keys, self.hparams)
 
     def chunk(self, state: Any, n: int) -> tuple[Any, dict[str, jax.Array]]:
         """``n`` <= ``config.chunk`` updates of every member; metrics (members, n) per name. One
@@ -122,7 +125,7 @@ class Run:
             raise ValueError(f"n must be an integer in [1, chunk={self.config.chunk}], got {n!r}")
         if self.compiled is None:
             update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
-            fn = jax.jit(update, static_argnums=2, out_shardings=(self.state_shardings(), None))
+            fn = jax.jit(update, static_argnums=2, out_shardings=(self.state_shardings, None))
             start = time.perf_counter()
             self.compiled = fn.lower(state, self.hparams, self.config.chunk, n).compile()
             self.compile_seconds += time.perf_counter() - start
@@ -139,7 +142,7 @@ class Run:
         if step is None:
             raise FileNotFoundError(f"{self.directory} has no checkpoint")
         like = jax.eval_shape(jax.vmap(self.algorithm.init), self.keys, self.hparams)
-        return jax.device_put(checkpoints.restore(step, like), self.state_shardings())
+        return jax.device_put(checkpoints.restore(step, like), self.state_shardings)
 
     def evaluate(
         self,
