@@ -26,6 +26,7 @@ from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, V
 from jaxmac.models.config import T5Config
 from jaxmac.models.loading import load_t5
 from jaxmac.models.t5 import T5
+from jaxmac.settings import setting
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -49,12 +50,12 @@ class LLMAgent:
     """
 
     env: UDTSEnv
-    model: str = "tiny"
-    pretrained: bool = True
-    sie: bool = True
-    raw_logits: bool = False
-    value_hidden: int = 1024
-    dedup_chunk: int = 32
+    model: str = setting("tiny", "tiny, flan-t5-small|base|large or a checkpoint directory")
+    pretrained: bool = setting(True, "start from the checkpoint's weights (without: Abl. PK)")
+    sie: bool = setting(True, "structured identity in the prompts (without: Abl. SIE)")
+    raw_logits: bool = setting(False, "score candidates by summed raw logits (the authors' code)")
+    value_hidden: int = setting(1024, "value head width")
+    dedup_chunk: int = setting(32, "distinct prompts per model call (sets peak memory)")
     dtype: Any = jnp.float32
     cfg: T5Config = dataclasses.field(kw_only=True, repr=False)
     compiler: PromptCompiler = dataclasses.field(kw_only=True, repr=False)

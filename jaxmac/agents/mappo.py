@@ -23,6 +23,7 @@ from flax import nnx
 from jaxmac.agents.base import Params, with_defaults
 from jaxmac.agents.policy import AgentOutput, CandidatePolicy
 from jaxmac.env import Observation, UDTSEnv, spaces
+from jaxmac.settings import setting
 
 
 def _one_hot(x: jax.Array, n: int) -> jax.Array:
@@ -125,7 +126,7 @@ class MAPPOAgent:
     """Sym. MAPPO's networks behind the ``Agent`` interface (``MAPPOAgent.build(env, hidden)``)."""
 
     env: UDTSEnv
-    hidden: int = 128
+    hidden: int = setting(128, "MLP width")
     graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)  # the networks' graph
 
     @classmethod

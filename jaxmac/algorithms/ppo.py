@@ -34,17 +34,18 @@ from jaxmac.algorithms.base import EPISODE_AXIS
 from jaxmac.env import EnvParams, EnvState, Observation
 from jaxmac.env.params import is_concrete
 from jaxmac.evaluation.metrics import episode_metrics
+from jaxmac.settings import setting
 
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
     """Static settings: they fix shapes and loop lengths (changing one recompiles)."""
 
-    num_envs: int = 1024  # parallel episodes
-    rollout_len: int | None = None  # TTIs per update; None = one episode (episode_len)
-    epochs: int = 4
-    minibatches: int = 4  # minibatch size = num_envs * rollout_len / minibatches transitions
-    updates: int = 100  # updates done by ``train``
+    num_envs: int = setting(1024, "parallel episodes", flag="episodes")
+    rollout_len: int | None = setting(None, "TTIs per update (default episode-len)", kind=int)
+    epochs: int = setting(4, "passes over each rollout")
+    minibatches: int = setting(4, "minibatches per epoch (num_envs * rollout_len / minibatches transitions)")
+    updates: int = setting(100, "updates in total")
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "epochs", "minibatches", "updates"):
@@ -72,14 +73,14 @@ HPARAM_RANGES: dict[str, tuple[float, float, bool]] = {
 class HParams:
     """Traced hyperparameters (docs/SPEC.md §3 defaults); stack them on a leading axis to sweep."""
 
-    lr: Any = 3e-4  # Adam learning rate (the authors used 1e-6 to fine-tune Flan-T5-base)
-    ent_coef: Any = 0.01  # entropy bonus
-    clip_eps: Any = 0.2  # PPO ratio clip, also the value clip
-    vf_coef: Any = 0.5  # value-loss weight
-    kl_coef: Any = 0.0  # optional KL penalty to the rollout policy (0 = off)
-    max_grad_norm: Any = 0.5
-    gamma: Any = 0.99
-    gae_lambda: Any = 0.99
+    lr: Any = setting(3e-4, "Adam learning rate (the authors used 1e-6 to fine-tune Flan-T5-base)")
+    ent_coef: Any = setting(0.01, "entropy bonus")
+    clip_eps: Any = setting(0.2, "PPO ratio clip, also the value clip")
+    vf_coef: Any = setting(0.5, "value-loss weight")
+    kl_coef: Any = setting(0.0, "KL penalty to the rollout policy (0: off)")
+    max_grad_norm: Any = setting(0.5, "gradient-norm clip")
+    gamma: Any = setting(0.99, "discount")
+    gae_lambda: Any = setting(0.99, "GAE lambda")
     env: EnvParams = dataclasses.field(default_factory=EnvParams)
 
     def __post_init__(self) -> None:

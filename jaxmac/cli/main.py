@@ -12,14 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jaxmac.cli.options import add_env_options, env_from_options, parse_ues
 from jaxmac.cli.prompt import add_prompt_parser, cmd_prompt
-from jaxmac.cli.train import LLM_EVAL_EPISODES, TRAIN_PRESETS, add_train_parsers
+from jaxmac.cli.train import TRAIN_PRESETS, add_train_parsers
 from jaxmac.compilation import enable_compilation_cache
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.protocols import PROTOCOLS, make_protocol
-from jaxmac.training import Checkpoints, Run, RunConfig, write_json_atomic
+from jaxmac.training import METHODS, Checkpoints, Run, RunConfig, write_json_atomic
 
-#: Default episodes per UE count (a language model's run: ``LLM_EVAL_EPISODES``, since each
-#: distinct prompt costs a T5 forward pass).
+#: Default episodes per UE count of a scripted protocol (a trained run: its method's
+#: ``eval_episodes``, fewer for a language model, whose distinct prompts each cost a T5 pass).
 SCRIPTED_EPISODES = 1000
 
 
@@ -84,8 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for run, state in runs:
             bar.add_task(f"eval {run.directory}", total=None)
             try:
-                default = LLM_EVAL_EPISODES if run.config.algo == "llm4mac" else SCRIPTED_EPISODES
-                episodes = default if args.episodes is None else args.episodes
+                episodes = run.config.method.eval_episodes if args.episodes is None else args.episodes
                 table += run.evaluate(state, ues, episodes, key, greedy=args.greedy)
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
@@ -125,7 +124,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--episodes",
         type=int,
         default=None,
-        help=f"episodes per UE count (default {SCRIPTED_EPISODES}; an llm4mac run: {LLM_EVAL_EPISODES})",
+        help=f"episodes per UE count (default {SCRIPTED_EPISODES}; a trained run: its method's, "
+        + ", ".join(f"{algo} {m.eval_episodes}" for algo, m in METHODS.items())
+        + ")",
     )
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--aloha-q", type=float, default=None, help="ALOHA transmit probability (default 1/n)")

@@ -1,4 +1,5 @@
-"""``jaxmac train`` and ``jaxmac sweep``: PPO runs of a learner (docs/SPEC.md §3-4)."""
+"""``jaxmac train`` and ``jaxmac sweep``: training runs of a learned method (docs/SPEC.md §3-4);
+the method's own options come from the settings it declares (``jaxmac.training.METHODS``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxmac.agents import LLMAgent, MAPPOAgent
-from jaxmac.algorithms import HPARAM_RANGES, HParams, PPOConfig
 from jaxmac.cli.options import add_env_options, parse_ues
 from jaxmac.env import REWARD_PRESETS
-from jaxmac.training import METHODS, SWEEPABLE, RunConfig, TrainingDiverged, train_run
+from jaxmac.training import METHODS, SWEEPABLE, RunConfig, TrainingDiverged, method, train_run
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
@@ -35,12 +34,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "greedy": True,
     },
 }
-
-
-#: Default evaluation episodes per UE count at the end of a run (a language model's evaluation
-#: costs a T5 forward pass per distinct prompt, so it gets fewer).
-EVAL_EPISODES = 500
-LLM_EVAL_EPISODES = 100
 
 
 def _describe(options: dict[str, Any]) -> str:
@@ -68,8 +61,63 @@ def parse_sweep(text: str) -> tuple[str, tuple[float, ...]]:
         raise argparse.ArgumentTypeError(f"--sweep values must be numbers, got {values!r}") from None
 
 
+def _dest(f: dataclasses.Field) -> str:
+    return f.metadata["flag"] or f.name
+
+
+def _flags(dests: list[str]) -> list[str]:
+    return [f"--{d.replace('_', '-')}" for d in dests]
+
+
+def _method_options() -> dict[str, tuple[dataclasses.Field, dict[str, Any]]]:
+    """Every method's declared settings as command-line options: dest -> (the field, its
+    default per method). A name two methods declare must mean the same kind of value."""
+    options: dict[str, tuple[dataclasses.Field, dict[str, Any]]] = {}
+    for algo, m in METHODS.items():
+        for fields in m.settings().values():
+            for f in fields:
+                dest = _dest(f)
+                known, defaults = options.setdefault(dest, (f, {}))
+                if known.metadata["kind"] is not f.metadata["kind"] or (
+                    f.metadata["kind"] is bool and defaults and f.default not in defaults.values()
+                ):
+                    raise TypeError(f"methods declare setting {dest!r} differently: {known} and {f}")
+                defaults[algo] = f.default
+    return options
+
+
+METHOD_OPTIONS = _method_options()
+
+
+def _add_method_option(
+    group: argparse._ArgumentGroup, dest: str, f: dataclasses.Field, defaults: dict[str, Any]
+) -> None:
+    """A boolean setting is a switch away from its default (``--no-sie``, ``--raw-logits``); the
+    rest take a value. Every default is None: the method's own default applies after parsing."""
+    flag, methods = dest.replace("_", "-"), ", ".join(defaults)
+    if f.metadata["kind"] is bool:
+        group.add_argument(
+            f"--no-{flag}" if f.default else f"--{flag}",
+            dest=dest,
+            action="store_const",
+            const=not f.default,
+            default=None,
+            help=f"{f.metadata['help']}: {'off' if f.default else 'on'} ({methods})",
+        )
+        return
+    values = set(map(str, defaults.values()))
+    if values == {"None"}:
+        shown = methods
+    elif len(values) == 1:
+        shown = f"{methods}; default {values.pop()}"
+    else:
+        shown = "default " + ", ".join(f"{algo} {default}" for algo, default in defaults.items())
+    group.add_argument(
+        f"--{flag}", dest=dest, type=f.metadata["kind"], default=None, help=f"{f.metadata['help']} ({shown})"
+    )
+
+
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    hp, ppo = HParams(), PPOConfig()
     parser.add_argument(
         "--out", type=Path, required=True, help="run directory (config, checkpoints, metrics)"
     )
@@ -83,36 +131,11 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="named settings (options given explicitly override them): "
         + "; ".join(f"{k}: {_describe(v)}" for k, v in TRAIN_PRESETS.items()),
     )
-    parser.add_argument("--algo", choices=sorted(METHODS), default="mappo", help="learner")
+    parser.add_argument("--algo", choices=sorted(METHODS), default="mappo", help="learned method")
     parser.add_argument("--no-comm", action="store_true", help="No-Comm.: every message forced to null")
-    parser.add_argument(
-        "--model", default="tiny", help="llm4mac: tiny, flan-t5-small|base|large or a checkpoint dir"
-    )
-    parser.add_argument("--no-pretrained", action="store_true", help="llm4mac: random weights (Abl. PK)")
-    parser.add_argument(
-        "--no-sie", action="store_true", help="llm4mac: no identity in the prompts (Abl. SIE)"
-    )
-    parser.add_argument("--raw-logits", action="store_true", help="llm4mac: score candidates by raw logits")
-    parser.add_argument(
-        "--value-hidden", type=int, default=LLMAgent.value_hidden, help="llm4mac: value head width"
-    )
-    parser.add_argument(
-        "--dedup-chunk",
-        type=int,
-        default=LLMAgent.dedup_chunk,
-        help="llm4mac: distinct prompts per model call (sets peak memory)",
-    )
-    parser.add_argument("--hidden", type=int, default=MAPPOAgent.hidden, help="mappo: MLP width")
     parser.add_argument(
         "--ues", type=parse_ues, default=[2, 3, 4, 5], help="training UE range LO-HI (default 2-5)"
     )
-    parser.add_argument("--episodes", type=int, default=ppo.num_envs, help="parallel episodes")
-    parser.add_argument("--updates", type=int, default=None, help="PPO updates in total (default 100)")
-    parser.add_argument("--rollout-len", type=int, default=None, help="TTIs per update (default episode-len)")
-    parser.add_argument("--epochs", type=int, default=ppo.epochs)
-    parser.add_argument("--minibatches", type=int, default=ppo.minibatches)
-    for name in HPARAM_RANGES:
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=float(getattr(hp, name)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--chunk", type=int, default=10, help="updates per compiled call (log/checkpoint period)"
@@ -123,14 +146,32 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-ues", type=parse_ues, default=None, help="evaluation UE counts (default 1..max-ues)"
     )
+    defaults = ", ".join(f"{algo}: {m.eval_episodes}" for algo, m in METHODS.items())
     parser.add_argument(
-        "--eval-episodes",
-        type=int,
-        default=None,
-        help=f"evaluation episodes per UE count (default {EVAL_EPISODES}; llm4mac {LLM_EVAL_EPISODES})",
+        "--eval-episodes", type=int, default=None, help=f"evaluation episodes per UE count ({defaults})"
     )
     parser.add_argument("--greedy", action="store_true", help="evaluate the most likely decisions")
+    group = parser.add_argument_group("method settings (each applies to the methods it names)")
+    for dest, (f, defaults) in METHOD_OPTIONS.items():
+        _add_method_option(group, dest, f, defaults)
     add_env_options(parser)
+
+
+def method_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The ``agent``, ``algorithm`` and ``hparams`` dicts of ``args.algo``: the options given,
+    the method's defaults for the rest. An option of another method is an error naming the
+    method's own."""
+    own = method(args.algo).settings()
+    dests = [_dest(f) for fields in own.values() for f in fields]
+    foreign = [d for d in METHOD_OPTIONS if d not in dests and getattr(args, d) is not None]
+    if foreign:
+        raise ValueError(f"{_flags(foreign)} are not settings of {args.algo}; its settings: {_flags(dests)}")
+
+    def pick(f: dataclasses.Field) -> Any:
+        given = getattr(args, _dest(f))
+        return f.default if given is None else given
+
+    return {section: {f.name: pick(f) for f in fields} for section, fields in own.items()}
 
 
 def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> RunConfig:
@@ -139,18 +180,6 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
         raise ValueError(
             f"--ues must be one range LO-HI for training (counts are drawn from it), got {args.ues}"
         )
-    agent: dict[str, Any] = (
-        {
-            "model": args.model,
-            "pretrained": not args.no_pretrained,
-            "sie": not args.no_sie,
-            "raw_logits": args.raw_logits,
-            "value_hidden": args.value_hidden,
-            "dedup_chunk": args.dedup_chunk,
-        }
-        if args.algo == "llm4mac"
-        else {"hidden": args.hidden}
-    )
     env = {
         k: getattr(args, k)
         for k in ("max_ues", "buffer_size", "episode_len", "ucm_vocab", "dcm_vocab", "history")
@@ -158,7 +187,6 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
     return RunConfig(
         algo=args.algo,
         no_comm=args.no_comm,
-        agent=agent,
         env=env,
         env_params={
             "n_min": lo,
@@ -168,22 +196,13 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
             "churn": args.churn,
             **REWARD_PRESETS[args.reward],
         },
-        algorithm={
-            "num_envs": args.episodes,
-            "rollout_len": args.rollout_len,
-            "epochs": args.epochs,
-            "minibatches": args.minibatches,
-            "updates": 100 if args.updates is None else args.updates,
-        },
-        hparams={n: getattr(args, n) for n in HPARAM_RANGES},
+        **method_settings(args),
         seeds=seeds,
         grid=grid,
         chunk=args.chunk,
         eval_every=args.eval_every,
         eval_ues=None if args.eval_ues is None else tuple(args.eval_ues),
-        eval_episodes=(LLM_EVAL_EPISODES if args.algo == "llm4mac" else EVAL_EPISODES)
-        if args.eval_episodes is None
-        else args.eval_episodes,
+        eval_episodes=method(args.algo).eval_episodes if args.eval_episodes is None else args.eval_episodes,
         greedy=args.greedy,
     )
 
@@ -217,7 +236,7 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
         def on_chunk(done: int, total: int, info: dict[str, float]) -> None:
             status = (
                 f"{info['env_steps_per_s']:,.0f} env-steps/s  return {info['return']:.2f}  "
-                f"throughput {info['throughput']:.3f}  entropy {info['entropy']:.3f}  loss {info['loss']:.3f}"
+                f"throughput {info['throughput']:.3f}  loss {info['loss']:.3f}"
             )
             bar.update(task, completed=done, total=total, status=status)
 

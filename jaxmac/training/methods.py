@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from jaxmac.agents import Agent, LLMAgent, MAPPOAgent, NoComm
 from jaxmac.algorithms import HPARAM_RANGES, Algorithm, HParams, PPOConfig, Trainer
 from jaxmac.env import UDTSEnv
+from jaxmac.settings import declared_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,24 +21,37 @@ class Method:
     """A learned method: how to build its agent and its algorithm, and the algorithm's settings.
 
     Attributes:
-      agent: ``agent(env, **options) -> Agent`` (the options are the run's ``agent`` dict).
+      agent: the agent's class; ``agent.build(env, **options) -> Agent`` (the options are the
+        run's ``agent`` dict).
       algorithm: ``algorithm(agent, config, mesh) -> Algorithm``.
       config: the algorithm's static settings (a dataclass built from the run's ``algorithm``
         dict; it has ``updates``, the run's length).
       hparams: the algorithm's traced hyperparameters (a dataclass with an ``env`` field).
       hparam_ranges: allowed ranges of the ``hparams`` scalars (what a sweep may vary).
+      eval_episodes: default evaluation episodes per UE count of a run of this method.
     """
 
-    agent: Callable[..., Agent]
+    agent: type
     algorithm: Callable[[Agent, Any, Mesh], Algorithm]
     config: type
     hparams: type
     hparam_ranges: dict[str, tuple[float, float, bool]]
+    eval_episodes: int = 500
+
+    def settings(self) -> dict[str, list[dataclasses.Field]]:
+        """The settings a user may give, by the ``RunConfig`` dict they go to: the agent's
+        options, the algorithm's settings and the hyperparameters (fields declared with
+        ``jaxmac.settings.setting``; the command line is built from them)."""
+        return {
+            "agent": declared_settings(self.agent),
+            "algorithm": declared_settings(self.config),
+            "hparams": [f for f in declared_settings(self.hparams) if f.name in self.hparam_ranges],
+        }
 
 
 METHODS: dict[str, Method] = {
-    "llm4mac": Method(LLMAgent.build, Trainer, PPOConfig, HParams, HPARAM_RANGES),
-    "mappo": Method(MAPPOAgent.build, Trainer, PPOConfig, HParams, HPARAM_RANGES),
+    "llm4mac": Method(LLMAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES, eval_episodes=100),
+    "mappo": Method(MAPPOAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES),
 }
 
 
@@ -51,5 +65,5 @@ def method(algo: str) -> Method:
 def make_agent(algo: str, env: UDTSEnv, *, no_comm: bool = False, **options: object) -> Agent:
     """The agent of method ``algo`` (its options: e.g. ``LLMAgent.build``'s model, pretrained,
     sie, ...; ``MAPPOAgent.build``'s hidden), wrapped in ``NoComm`` if ``no_comm``."""
-    agent = method(algo).agent(env, **options)
+    agent = method(algo).agent.build(env, **options)
     return NoComm(agent) if no_comm else agent
