@@ -84,41 +84,63 @@ class MLP(nnx.Module):
         return self.layers[-1](x)
 
 
-class MAPPONetworks(nnx.Module):
+def feature_sizes(env: UDTSEnv) -> tuple[int, int]:
+    """(F_ue, F_bs): the widths of ``ue_features`` and ``bs_features``."""
+    m = env.max_ues
+    f_ue = env.history * (1 + len(spaces.UE_ACTION_WORDS) + env.ucm_vocab + env.dcm_vocab) + 2 * m + 1
+    f_bs = env.history * (4 + m + 1 + m * (env.ucm_vocab + env.dcm_vocab)) + m
+    return f_ue, f_bs
+
+
+class SymbolicActors(nnx.Module):
+    """The decentralised actors on the symbolic observations: the UE actor shared by every UE
+    (identity in its input) and one BS actor per target UE slot (parameters stacked (M, ...))."""
+
     def __init__(self, env: UDTSEnv, hidden: int, rngs: nnx.Rngs) -> None:
         self.env = env
-        m = env.max_ues
-        f_ue = env.history * (1 + len(spaces.UE_ACTION_WORDS) + env.ucm_vocab + env.dcm_vocab) + 2 * m + 1
-        f_bs = env.history * (4 + m + 1 + m * (env.ucm_vocab + env.dcm_vocab)) + m
+        f_ue, f_bs = feature_sizes(env)
         n_ue = len(spaces.UE_ACTION_WORDS) * env.ucm_vocab
         self.ue_actor = MLP((f_ue, hidden, hidden, n_ue), 0.01, rngs)
 
-        @nnx.split_rngs(splits=m)
+        @nnx.split_rngs(splits=env.max_ues)
         @nnx.vmap(in_axes=(0,), out_axes=0)
         def bs_actors(rngs: nnx.Rngs) -> MLP:
             return MLP((f_bs, hidden, hidden, env.dcm_vocab), 0.01, rngs)
 
-        self.bs_actors = bs_actors(rngs)  # parameters stacked: (M, ...)
-        self.critic = MLP((f_bs + m * f_ue, hidden, hidden, 1), 1.0, rngs)
+        self.bs_actors = bs_actors(rngs)
 
-    def __call__(self, obs: Observation) -> AgentOutput:
-        ue_x = ue_features(obs, self.env)  # (E, M, F_ue)
-        bs_x = bs_features(obs, self.env)  # (E, F_bs)
-        ue_logits = self.ue_actor(ue_x)
+    def policy(self, obs: Observation, ue_x: jax.Array, bs_x: jax.Array) -> CandidatePolicy:
+        """The joint policy from the features ``ue_x`` (E, M, F_ue) and ``bs_x`` (E, F_bs)."""
 
         @nnx.vmap(in_axes=(0, None), out_axes=-2)
         def per_target(actor: MLP, x: jax.Array) -> jax.Array:
             return actor(x)
 
-        bs_logits = per_target(self.bs_actors, bs_x)  # (E, M, D)
-        value = self.critic(jnp.concatenate([bs_x, ue_x.reshape(*ue_x.shape[:-2], -1)], -1))[..., 0]
-        policy = CandidatePolicy(
-            ue_log_probs=jax.nn.log_softmax(ue_logits, -1),
-            bs_log_probs=jax.nn.log_softmax(bs_logits, -1),
+        return CandidatePolicy(
+            ue_log_probs=jax.nn.log_softmax(self.ue_actor(ue_x), -1),
+            bs_log_probs=jax.nn.log_softmax(per_target(self.bs_actors, bs_x), -1),  # (E, M, D)
             active=obs.active,
             ucm_vocab=self.env.ucm_vocab,
         )
-        return AgentOutput(policy=policy, value=value)
+
+    def __call__(self, obs: Observation) -> AgentOutput:
+        """The policy alone (no value: an actor-only agent's critic is its algorithm's)."""
+        return AgentOutput(policy=self.policy(obs, ue_features(obs, self.env), bs_features(obs, self.env)))
+
+
+class MAPPONetworks(SymbolicActors):
+    """The actors and MAPPO's centralised critic."""
+
+    def __init__(self, env: UDTSEnv, hidden: int, rngs: nnx.Rngs) -> None:
+        super().__init__(env, hidden, rngs)
+        f_ue, f_bs = feature_sizes(env)
+        self.critic = MLP((f_bs + env.max_ues * f_ue, hidden, hidden, 1), 1.0, rngs)
+
+    def __call__(self, obs: Observation) -> AgentOutput:
+        ue_x = ue_features(obs, self.env)  # (E, M, F_ue)
+        bs_x = bs_features(obs, self.env)  # (E, F_bs)
+        value = self.critic(jnp.concatenate([bs_x, ue_x.reshape(*ue_x.shape[:-2], -1)], -1))[..., 0]
+        return AgentOutput(policy=self.policy(obs, ue_x, bs_x), value=value)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -55,7 +55,8 @@ class AgentOutput:
     """An agent's answer for a batch of observations."""
 
     policy: JointPolicy
-    value: jax.Array  # (...,) team value (a centralised critic, or Eq. 11's fused values)
+    value: jax.Array | None = None  # (...,) team value (a centralised critic, or Eq. 11's fused
+    # values); None for an actor-only agent (MADDPG's critics score actions and are its algorithm's)
 
 
 def fuse(values: jax.Array, active: jax.Array, consensus: jax.Array | None = None) -> jax.Array:

@@ -11,8 +11,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jaxmac.agents import Agent, Params
+from jaxmac.env.params import is_concrete
 
 #: The name of the mesh axis the parallel episodes are sharded over.
 EPISODE_AXIS = "episodes"
@@ -49,3 +52,20 @@ class Algorithm(Protocol):
         """The agent's parameters in a state (what evaluation acts with); it only selects, so a
         stack of states gives the stack of parameters."""
         ...
+
+
+def store_checked(hparams: Any, ranges: dict[str, tuple[float, float, bool]]) -> None:
+    """For a hyperparameters dataclass's ``__post_init__``: check every concrete field named in
+    ``ranges`` (low, high, low inclusive) and store it as a float32 array, so a Python float
+    and an array never compile twice; tracers pass through. A value out of range is an error
+    naming the field."""
+    for name, (low, high, inclusive) in ranges.items():
+        value = getattr(hparams, name)
+        if not is_concrete(value):
+            continue
+        v = np.asarray(value, np.float64)
+        above = v >= low if inclusive else v > low
+        if not np.all(np.isfinite(v) & above & (v <= high)):
+            bound = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high < float("inf") else "")
+            raise ValueError(f"{name} must be finite and {bound}, got {value}")
+        object.__setattr__(hparams, name, jnp.asarray(value, jnp.float32))

@@ -22,7 +22,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
@@ -30,10 +29,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Params
-from jaxmac.algorithms.base import EPISODE_AXIS
+from jaxmac.algorithms.base import EPISODE_AXIS, store_checked
+from jaxmac.algorithms.rollout import rollout
 from jaxmac.env import EnvParams, EnvState, Observation
-from jaxmac.env.params import is_concrete
-from jaxmac.evaluation.metrics import episode_metrics
 from jaxmac.settings import setting
 
 
@@ -84,20 +82,7 @@ class HParams:
     env: EnvParams = dataclasses.field(default_factory=EnvParams)
 
     def __post_init__(self) -> None:
-        """Check concrete values and store them as float32 arrays (so a Python float and an
-        array never compile twice); tracers pass through."""
-        for name, (low, high, inclusive) in HPARAM_RANGES.items():
-            value = getattr(self, name)
-            if not is_concrete(value):
-                continue
-            v = np.asarray(value, np.float64)
-            above = v >= low if inclusive else v > low
-            if not np.all(np.isfinite(v) & above & (v <= high)):
-                bound = f"{'>=' if inclusive else '>'} {low}" + (
-                    f" and <= {high}" if high < float("inf") else ""
-                )
-                raise ValueError(f"{name} must be finite and {bound}, got {value}")
-            object.__setattr__(self, name, jnp.asarray(value, jnp.float32))
+        store_checked(self, HPARAM_RANGES)
 
 
 @struct.dataclass
@@ -344,47 +329,31 @@ class Trainer:
     def rollout(
         self, state: RunnerState, hp: HParams
     ) -> tuple[RunnerState, Transition, dict[str, jax.Array], jax.Array]:
-        env, agent = self.agent.env, self.agent
-        step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-        def tti(carry: tuple, _: None) -> tuple[tuple, tuple[Transition, dict[str, jax.Array]]]:
-            env_state, obs, key = carry
-            key, act_key, env_key = jax.random.split(key, 3)
-            out = agent(state.params, obs)
-            sample = out.policy.sample(act_key)
-            env_keys = jax.random.split(env_key, self.config.num_envs)
-            next_obs, env_state, reward, done, info = step_env(
-                env_keys, env_state, out.policy.to_action(sample), hp.env
-            )
-            transition = Transition(
-                obs=obs,
-                sample=sample,
-                log_prob=out.policy.log_prob(sample),
-                value=out.value,
-                reward=reward,
-                done=done,
-            )
-            finished = episode_metrics(info.episode, env.episode_len)
-            stats = {"episodes": done, "return": finished["return"], "throughput": finished["throughput"]}
-            return (self._episodes(env_state), self._episodes(next_obs), key), (transition, stats)
-
-        init = (state.env_state, state.obs, state.key)
-        (env_state, obs, key), (transitions, stats) = jax.lax.scan(tti, init, None, length=self.rollout_len)
-        if self.rollout_len % env.episode_len == 0:
+        """A rollout of ``rollout_len`` TTIs keeping each sample's log-probability and value;
+        also the value that bootstraps GAE at its end."""
+        agent = self.agent
+        (env_state, obs, key), steps, metrics = rollout(
+            agent,
+            state.params,
+            hp.env,
+            state.env_state,
+            state.obs,
+            state.key,
+            self.rollout_len,
+            record=lambda out, sample: (out.policy.log_prob(sample), out.value),
+            constrain=self._episodes,
+        )
+        log_prob, value = steps.record
+        transitions = Transition(
+            steps.obs, steps.sample, log_prob=log_prob, value=value, reward=steps.reward, done=steps.done
+        )
+        if self.rollout_len % agent.env.episode_len == 0:
             # Every episode starts together (at init) and lasts episode_len TTIs, so such a rollout
             # ends on the last TTI of every episode: GAE never bootstraps, and the compiled program
             # holds one model call fewer.
             last_value = jnp.zeros(self.config.num_envs)
         else:
             last_value = agent(state.params, obs).value
-        done = stats["episodes"].astype(jnp.float32)
-        n_done = jnp.sum(done)
-        metrics = {
-            "episodes": n_done,
-            # means over the episodes that finished in this rollout (NaN if none did)
-            "return": jnp.sum(done * stats["return"]) / n_done,
-            "throughput": jnp.sum(done * stats["throughput"]) / n_done,
-        }
         return state.replace(env_state=env_state, obs=obs, key=key), transitions, metrics, last_value
 
     def update(self, state: RunnerState, hp: HParams) -> tuple[RunnerState, dict[str, jax.Array]]:
