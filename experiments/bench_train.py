@@ -5,10 +5,11 @@ Environment: the default ``UDTSEnv`` (max_ues 8, 24-TTI episodes), UE counts dra
 Part 1, end to end (``--episodes``, default 256 1024 4096): one PPO update (``Trainer.rollout``
 of one episode per parallel episode, then ``Trainer.learn``: GAE and ``--epochs`` x
 ``--minibatches`` PPO steps) of ``mappo`` and of ``llm4mac`` (``--e2e-model``, untrained),
-each jitted on its own: compile time apart, then the best of ``--repeats`` updates. env-steps/s
-= episodes x 24 / (rollout + update seconds). ``distinct`` is the fraction of the active
-agents' prompts of one PPO minibatch that are distinct (UE / BS), i.e. the share of prompts the
-deduplicated update computes.
+each jitted on its own, and one Sym. MADDPG update (``MADDPG.update``: the rollout into its
+replay buffer, then its 8 gradient steps of 512 transitions): compile time apart, then the
+best of ``--repeats`` updates. env-steps/s = episodes x 24 / (rollout + update seconds).
+``distinct`` is the fraction of the active agents' prompts of one PPO minibatch that are
+distinct (UE / BS), i.e. the share of prompts the deduplicated update computes.
 
 Part 2, the update against PyTorch (``--models``, default tiny flan-t5-small): batches of
 ``--batch-episodes`` (1024) episodes collected by two behaviour policies,
@@ -53,7 +54,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmac.agents import Choices, LLMAgent
-from jaxmac.algorithms import Batch, HParams, PPOConfig, Trainer, Transition, optimizer, training_batch
+from jaxmac.algorithms import (
+    MADDPG,
+    Batch,
+    HParams,
+    MADDPGConfig,
+    MADDPGHParams,
+    PPOConfig,
+    Trainer,
+    Transition,
+    optimizer,
+    training_batch,
+)
+from jaxmac.algorithms.rollout import rollout
 from jaxmac.env import UDTSEnv
 from jaxmac.models.dedup import distinct_keys, group_rows
 from jaxmac.protocols import make_protocol
@@ -194,6 +207,41 @@ def end_to_end(setup: Setup, args: argparse.Namespace) -> dict:
     return row
 
 
+def maddpg_end_to_end(episodes: int, args: argparse.Namespace) -> dict:
+    """Sym. MADDPG with its defaults (hidden 64, 8 gradient steps of 512 transitions per update,
+    a 500k-transition buffer): one update is a rollout into the buffer and the gradient steps.
+    ``update_s`` is the whole update's best time less the rollout's (timed apart)."""
+    agent = make_agent("maddpg", ENV)
+    algorithm = MADDPG(agent, MADDPGConfig(num_envs=episodes))
+    hp = MADDPGHParams(env=hparams().env)
+    state = jax.jit(algorithm.init)(jax.random.PRNGKey(0), hp)
+
+    def collect(state: Any) -> Any:
+        return rollout(agent, state.params, hp.env, state.env_state, state.obs, state.key, T)
+
+    collect_fn, collect_s = compiled(collect, state)
+    update, update_s = compiled(algorithm.update, state, hp)
+    rollout_s, whole_s = [], []
+    for _ in range(args.repeats + 1):  # the first fills the buffer past one rollout
+        rollout_s.append(timed(collect_fn, state)[1])
+        (state, _), seconds = timed(update, state, hp)
+        whole_s.append(seconds)
+    row = {
+        "part": "end_to_end",
+        "algo": "maddpg",
+        "model": f"mlp-{agent.hidden}",
+        "dtype": "float32",
+        "episodes": episodes,
+        "train_steps": algorithm.config.train_steps,
+        "batch_size": algorithm.config.batch_size,
+        "compile_s": collect_s + update_s,
+        "rollout_s": min(rollout_s[1:]),
+        "update_s": min(whole_s[1:]) - min(rollout_s[1:]),
+    }
+    row["env_steps_per_s"] = episodes * T / min(whole_s[1:])
+    return row
+
+
 # ------------------------------------------------------------------------------------ part 2
 def behaviour_batches(args: argparse.Namespace) -> dict[str, Batch]:
     """The two behaviour policies' flattened batches of ``--batch-episodes`` episodes (tiny model)."""
@@ -327,9 +375,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{'update s':>8} {'env-steps/s':>11}  distinct UE / BS"
         )
         for episodes in args.episodes:
-            for algo in ("mappo", "llm4mac"):
-                setup = setups[(algo, episodes)] = Setup(algo, args.e2e_model, episodes, args)
-                r = end_to_end(setup, args)
+            for algo in ("mappo", "maddpg", "llm4mac"):
+                if algo == "maddpg":
+                    r = maddpg_end_to_end(episodes, args)
+                else:
+                    setup = setups[(algo, episodes)] = Setup(algo, args.e2e_model, episodes, args)
+                    r = end_to_end(setup, args)
                 rows.append(r)
                 distinct = _pct(r["distinct"]) if "distinct" in r else ""
                 print(

@@ -50,6 +50,47 @@ def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_pat
     ]
 
 
+MADDPG_SMALL = [
+    "--algo",
+    "maddpg",
+    "--hidden",
+    "16",
+    "--max-ues",
+    "2",
+    "--episode-len",
+    "6",
+    "--ues",
+    "1-2",
+    "--episodes",
+    "16",
+    "--batch-size",
+    "32",
+    "--replay-size",
+    "1024",
+    "--chunk",
+    "2",
+    "--eval-episodes",
+    "10",
+]
+
+
+def test_maddpg_trains_resumes_sweeps_and_evaluates_from_the_command_line(tmp_path, capsys):
+    run = tmp_path / "d"
+    assert main(["train", *MADDPG_SMALL, "--updates", "2", "--tau", "0.05", "--out", str(run)]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--updates", "3"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["algo"], config["hparams"]["tau"]) == ("maddpg", 0.05)
+    assert config["algorithm"]["batch_size"] == 32
+    assert [json.loads(r)["update"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert main(["eval", "--checkpoint", str(run), "--ues", "1-2", "--episodes", "10"]) == 0
+    sweep = tmp_path / "s"
+    argv = ["sweep", *MADDPG_SMALL, "--updates", "1", "--sweep", "tau=0.01,0.1", "--out", str(sweep)]
+    assert main(argv) == 0
+    assert "s[seed=0,tau=0.1]" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"\['--epochs'\] are not settings of maddpg"):
+        main(["train", *MADDPG_SMALL, "--epochs", "2", "--out", str(tmp_path / "x")])
+
+
 def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
     run = tmp_path / "sweep"
     argv = ["sweep", *SMALL, "--updates", "2", "--seeds", "0-1", "--sweep", "lr=1e-3,3e-4", "--out", str(run)]

@@ -13,7 +13,6 @@ from jaxmac.algorithms import (
     PPOConfig,
     Trainer,
     gae,
-    make_train,
     normalize,
     optimizer,
     ppo_objective,
@@ -121,38 +120,6 @@ def test_silence_leaves_only_null_messages_normalised():
     )
 
 
-def test_one_compile_serves_every_hyperparameter_value():
-    trainer = Trainer(make_agent("mappo", ENV, hidden=16), SMALL)
-    chunk = jax.jit(chex.assert_max_traces(trainer.update_chunk, n=1), static_argnums=2)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), small_hparams())
-    hps = (
-        small_hparams(lr=1e-3),
-        small_hparams(ent_coef=0.0, clip_eps=0.1),
-        small_hparams().replace(env=small_hparams().env.replace(p_arrival=0.9, n_max=1)),
-    )
-    for hp, count in zip(hps, (1, 2, 1), strict=True):
-        before = int(state.update)
-        state, metrics = chunk(state, hp, 2, count)  # a chunk of 2 that does `count` updates
-        assert int(state.update) == before + count
-    assert metrics["loss"].shape == (2,)
-    assert np.isfinite(metrics["loss"][0]) and np.isnan(metrics["loss"][1])  # the last count was 1
-    assert chunk._cache_size() == 1
-    chex.clear_trace_counter()
-
-
-def test_vmapped_train_is_a_sweep_of_independent_runs():
-    train = make_train(make_agent("mappo", ENV, hidden=16), SMALL)
-    hps = [small_hparams(lr=1e-3), small_hparams(lr=3e-4, ent_coef=0.0)]
-    keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
-    stacked, metrics = jax.jit(jax.vmap(train))(keys, jax.tree.map(lambda *x: jnp.stack(x), *hps))
-    assert metrics["loss"].shape == (2, SMALL.updates)
-    for i, hp in enumerate(hps):
-        single, _ = jax.jit(train)(keys[i], hp)
-        chex.assert_trees_all_close(
-            jax.tree.map(lambda x, i=i: x[i], stacked.params), single.params, rtol=1e-4, atol=1e-5
-        )
-
-
 def test_bad_settings_name_the_field():
     with pytest.raises(ValueError, match="lr"):
         HParams(lr=-1.0)
@@ -163,7 +130,7 @@ def test_bad_settings_name_the_field():
     with pytest.raises(ValueError, match="minibatches"):
         Trainer(make_agent("mappo", ENV, hidden=16), PPOConfig(num_envs=3, minibatches=5))
     with pytest.raises(ValueError, match="algo"):
-        make_agent("maddpg", ENV)
+        make_agent("nope", ENV)
 
 
 def test_a_rollout_of_whole_episodes_ends_every_episode():

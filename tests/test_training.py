@@ -33,15 +33,30 @@ SMALL = RunConfig(
     eval_episodes=20,
 )
 
+#: A small run of every algorithm: the guarantees below hold for each.
+SMALL_RUNS = {
+    "mappo": SMALL,
+    "maddpg": dataclasses.replace(
+        SMALL,
+        algo="maddpg",
+        algorithm={"num_envs": 16, "batch_size": 32, "replay_size": 1024, "train_steps": 2, "updates": 4},
+    ),
+}
 
-def test_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path):
-    whole = train_run(SMALL, tmp_path / "whole", log=lambda _: None)
-    half = dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 2})
+
+def _stack(trees):
+    return jax.tree.map(lambda *x: jnp.stack(x), *trees)
+
+
+@pytest.mark.parametrize("algo", SMALL_RUNS)
+def test_resume_reaches_the_state_of_an_uninterrupted_run(algo, tmp_path):
+    config = SMALL_RUNS[algo]
+    whole = train_run(config, tmp_path / "whole", log=lambda _: None)
+    half = dataclasses.replace(config, algorithm={**config.algorithm, "updates": 2})
     train_run(half, tmp_path / "cut", log=lambda _: None)  # "interrupted" after update 2
-    resumed = train_run(SMALL, tmp_path / "cut", resume=True, log=lambda _: None)
+    resumed = train_run(config, tmp_path / "cut", resume=True, log=lambda _: None)
     assert resumed.updates == whole.updates == 4
-    chex.assert_trees_all_equal(resumed.state.params, whole.state.params)
-    chex.assert_trees_all_equal(resumed.state.opt_state, whole.state.opt_state)
+    chex.assert_trees_all_equal(resumed.state, whole.state)  # parameters, optimiser, buffer, envs
     rows = [json.loads(r) for r in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
     assert {r["policy"] for r in json.loads((tmp_path / "cut" / "eval.json").read_text())} == {"cut"}
@@ -75,34 +90,81 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 
 
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
+    """Every algorithm, one process with 4 host devices: the same updates on 1 and on 4."""
     script = textwrap.dedent(
         """
+        import json, sys
         import jax, numpy as np
         from jax.sharding import Mesh
-        from jaxmac.training import make_agent
-        from jaxmac.algorithms import HParams, PPOConfig, Trainer
-        from jaxmac.env import UDTSEnv
+        from jaxmac.training import RunConfig
         assert jax.device_count() == 4
-        env = UDTSEnv(max_ues=2, episode_len=6)
-        agent = make_agent("mappo", env, hidden=16)
-        hp = HParams(env=env.default_params.replace(n_min=1, n_max=2))
-        config = PPOConfig(num_envs=16, epochs=2, minibatches=2, updates=3)
-        out = []
-        for devices in (jax.devices()[:1], jax.devices()):
-            trainer = Trainer(agent, config, Mesh(devices, ("episodes",)))
-            state = jax.jit(trainer.init)(jax.random.PRNGKey(0), hp)
-            state, metrics = jax.jit(trainer.update_chunk, static_argnums=2)(state, hp, 3)
-            assert len(state.env_state.queue.sharding.device_set) == len(devices)
-            out.append(jax.device_get((state.params, metrics["loss"])))
-        for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
-            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
-        print("same")
+        for data in json.loads(sys.argv[1]):
+            config = RunConfig.from_json(data)
+            hp = config.base_hparams()
+            out = []
+            for devices in (jax.devices()[:1], jax.devices()):
+                algorithm = config.build_algorithm(Mesh(devices, ("episodes",)))
+                state = jax.jit(algorithm.init)(jax.random.PRNGKey(0), hp)
+                state, metrics = jax.jit(algorithm.update_chunk, static_argnums=2)(state, hp, 3)
+                assert len(state.env_state.queue.sharding.device_set) == len(devices)
+                out.append(jax.device_get((algorithm.policy_params(state), metrics["loss"])))
+            for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
+                np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+            print("same", config.algo)
         """
     )
+    configs = json.dumps([c.to_json() for c in SMALL_RUNS.values()])
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", script, configs], env=env, capture_output=True, text=True, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "same" in done.stdout
+    assert done.stdout.split() == [word for algo in SMALL_RUNS for word in ("same", algo)]
+
+
+@pytest.mark.parametrize("algo", SMALL_RUNS)
+def test_one_compile_serves_every_hyperparameter_value(algo):
+    config = SMALL_RUNS[algo]
+    algorithm = config.build_algorithm()
+    chunk = jax.jit(chex.assert_max_traces(algorithm.update_chunk, n=1), static_argnums=2)
+    base = config.base_hparams()
+    state = jax.jit(algorithm.init)(jax.random.PRNGKey(0), base)
+    hps = (
+        base.replace(lr=1e-3),
+        base.replace(gamma=0.9),
+        base.replace(env=base.env.replace(p_arrival=0.9, n_max=1)),
+    )
+    for hp, count in zip(hps, (1, 2, 1), strict=True):
+        before = int(state.update)
+        state, metrics = chunk(state, hp, 2, count)  # a chunk of 2 that does `count` updates
+        assert int(state.update) == before + count
+    assert metrics["loss"].shape == (2,)
+    assert np.isfinite(metrics["loss"][0]) and np.isnan(metrics["loss"][1])  # the last count was 1
+    assert chunk._cache_size() == 1
+    chex.clear_trace_counter()
+
+
+@pytest.mark.parametrize("algo", SMALL_RUNS)
+def test_vmapped_train_is_a_sweep_of_independent_runs(algo):
+    config = SMALL_RUNS[algo]
+    algorithm = config.build_algorithm()
+    base = config.base_hparams()
+    hps = [base.replace(lr=1e-3), base.replace(lr=3e-4, gamma=0.9)]
+    keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+
+    def train(key, hp):
+        return algorithm.update_chunk(algorithm.init(key, hp), hp, 3)
+
+    stacked, metrics = jax.jit(jax.vmap(train))(keys, _stack(hps))
+    assert metrics["loss"].shape == (2, 3)
+    for i, hp in enumerate(hps):
+        single, _ = jax.jit(train)(keys[i], hp)
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda x, i=i: x[i], algorithm.policy_params(stacked)),
+            algorithm.policy_params(single),
+            rtol=1e-4,
+            atol=1e-5,
+        )
 
 
 def test_mappo_clearly_beats_random_within_a_fixed_budget(tmp_path):

@@ -1,12 +1,13 @@
 """Learners behind one interface (``Agent``): LLM4MAC's language actor-critic, Sym. MAPPO,
-and No-Comm. (either one with its messages forced to ``null``)."""
+Sym. MADDPG's actors, and No-Comm. (either one with its messages forced to ``null``)."""
 
 from __future__ import annotations
 
 from jaxmac.agents.base import Agent, LearnedPolicy, NoComm, Params
 from jaxmac.agents.llm import LLMAgent
+from jaxmac.agents.maddpg import MADDPGAgent
 from jaxmac.agents.mappo import MAPPOAgent
-from jaxmac.agents.policy import AgentOutput, CandidatePolicy, Choices, JointPolicy, fuse
+from jaxmac.agents.policy import AgentOutput, CandidatePolicy, Choices, JointPolicy, OneHots, fuse
 
 __all__ = [
     "Agent",
@@ -16,8 +17,10 @@ __all__ = [
     "JointPolicy",
     "LLMAgent",
     "LearnedPolicy",
+    "MADDPGAgent",
     "MAPPOAgent",
     "NoComm",
+    "OneHots",
     "Params",
     "fuse",
 ]

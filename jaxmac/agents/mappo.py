@@ -14,7 +14,7 @@ Decisions about padded slots are computed and then masked out by the fusion (Eq.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -150,6 +150,7 @@ class MAPPOAgent:
     env: UDTSEnv
     hidden: int = setting(128, "MLP width")
     graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)  # the networks' graph
+    networks: ClassVar[type[SymbolicActors]] = MAPPONetworks  # the module ``build`` shapes
 
     @classmethod
     def build(cls, env: UDTSEnv, **options: Any) -> MAPPOAgent:
@@ -158,11 +159,11 @@ class MAPPOAgent:
         hidden = with_defaults(cls, options)["hidden"]
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden (the MLP width) must be an integer >= 1, got {hidden!r}")
-        graphdef, _ = nnx.split(nnx.eval_shape(lambda: MAPPONetworks(env, hidden, nnx.Rngs(0))))
+        graphdef, _ = nnx.split(nnx.eval_shape(lambda: cls.networks(env, hidden, nnx.Rngs(0))))
         return cls(env, hidden, graphdef=graphdef)
 
     def init(self, key: jax.Array) -> Params:
-        return nnx.to_pure_dict(nnx.split(MAPPONetworks(self.env, self.hidden, nnx.Rngs(key)))[1])
+        return nnx.to_pure_dict(nnx.split(self.networks(self.env, self.hidden, nnx.Rngs(key)))[1])
 
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         return nnx.merge(self.graphdef, params)(obs)

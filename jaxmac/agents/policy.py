@@ -89,6 +89,15 @@ def choices_to_action(choices: Choices, ucm_vocab: int) -> Action:
     )
 
 
+@struct.dataclass
+class OneHots:
+    """Every decision as a (soft) one-hot vector over its candidates: what a critic of actions
+    reads. ``CandidatePolicy.one_hot`` makes them of a sample, ``relaxed_sample`` of the policy."""
+
+    ue: jax.Array  # (..., M, 3 * ucm_vocab)
+    bs: jax.Array  # (..., M, dcm_vocab)
+
+
 def _entropy(log_probs: jax.Array) -> jax.Array:
     """Entropy of categoricals (..., C) whose masked candidates have log-probability -inf
     (the inner ``where`` keeps their gradient finite)."""
@@ -135,6 +144,24 @@ class CandidatePolicy:
 
     def to_action(self, sample: Choices) -> Action:
         return choices_to_action(sample, self.ucm_vocab)
+
+    def one_hot(self, sample: Choices) -> OneHots:
+        """A sample's decisions as one-hot vectors."""
+        return OneHots(
+            ue=jax.nn.one_hot(sample.ue, self.ue_log_probs.shape[-1]),
+            bs=jax.nn.one_hot(sample.bs, self.bs_log_probs.shape[-1]),
+        )
+
+    def relaxed_sample(self, key: jax.Array, temperature: Any) -> OneHots:
+        """Gumbel-softmax (Jang et al. 2017): per decision softmax((log pi + g) / temperature)
+        with g i.i.d. Gumbel(0, 1); differentiable in the log-probabilities, its argmax is a
+        sample of the policy, and candidates the policy excludes (No-Comm.) get weight 0."""
+        ue_key, bs_key = jax.random.split(key)
+
+        def relax(k: jax.Array, log_probs: jax.Array) -> jax.Array:
+            return jax.nn.softmax((log_probs + jax.random.gumbel(k, log_probs.shape)) / temperature, -1)
+
+        return OneHots(ue=relax(ue_key, self.ue_log_probs), bs=relax(bs_key, self.bs_log_probs))
 
     def silence(self) -> CandidatePolicy:
         """Only candidates whose message is ``null`` (index 0) remain: UE candidate c carries

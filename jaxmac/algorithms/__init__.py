@@ -1,6 +1,8 @@
-"""Learning algorithms behind one seam (``Algorithm``): PPO for every learner in one compiled loop."""
+"""Learning algorithms behind one seam (``Algorithm``): PPO (LLM4MAC, Sym. MAPPO) and MADDPG,
+each one compiled loop."""
 
 from jaxmac.algorithms.base import EPISODE_AXIS, Algorithm
+from jaxmac.algorithms.maddpg import MADDPG, MADDPG_RANGES, MADDPGConfig, MADDPGHParams, MADDPGState
 from jaxmac.algorithms.ppo import (
     HPARAM_RANGES,
     UPDATE_METRICS,
@@ -24,6 +26,11 @@ __all__ = [
     "Algorithm",
     "Batch",
     "HParams",
+    "MADDPG",
+    "MADDPGConfig",
+    "MADDPGHParams",
+    "MADDPGState",
+    "MADDPG_RANGES",
     "UPDATE_METRICS",
     "PPOConfig",
     "RunnerState",

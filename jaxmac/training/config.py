@@ -85,7 +85,9 @@ class RunConfig:
         """The method's algorithm settings (e.g. ``PPOConfig``) from the ``algorithm`` dict."""
         return self.method.config(**self.algorithm)
 
-    def build_algorithm(self, mesh: Mesh) -> Algorithm:
+    def build_algorithm(self, mesh: Mesh | None = None) -> Algorithm:
+        """The method's algorithm for this run's agent and settings (``mesh``: the device mesh its
+        episode arrays are sharded over; None sets no sharding constraints)."""
         return self.method.algorithm(self.build_agent(), self.algorithm_config(), mesh)
 
     @property

@@ -10,8 +10,18 @@ from typing import Any
 
 from jax.sharding import Mesh
 
-from jaxmac.agents import Agent, LLMAgent, MAPPOAgent, NoComm
-from jaxmac.algorithms import HPARAM_RANGES, Algorithm, HParams, PPOConfig, Trainer
+from jaxmac.agents import Agent, LLMAgent, MADDPGAgent, MAPPOAgent, NoComm
+from jaxmac.algorithms import (
+    HPARAM_RANGES,
+    MADDPG,
+    MADDPG_RANGES,
+    Algorithm,
+    HParams,
+    MADDPGConfig,
+    MADDPGHParams,
+    PPOConfig,
+    Trainer,
+)
 from jaxmac.env import UDTSEnv
 from jaxmac.settings import declared_settings
 
@@ -52,6 +62,7 @@ class Method:
 METHODS: dict[str, Method] = {
     "llm4mac": Method(LLMAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES, eval_episodes=100),
     "mappo": Method(MAPPOAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES),
+    "maddpg": Method(MADDPGAgent, MADDPG, MADDPGConfig, MADDPGHParams, MADDPG_RANGES),
 }
 
 
