@@ -74,19 +74,22 @@ MADDPG_SMALL = [
 ]
 
 
-def test_maddpg_trains_resumes_sweeps_and_evaluates_from_the_command_line(tmp_path, capsys):
+def test_maddpg_sweeps_resumes_and_evaluates_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "d"
-    assert main(["train", *MADDPG_SMALL, "--updates", "2", "--tau", "0.05", "--out", str(run)]) == 0
-    assert main(["train", "--out", str(run), "--resume", "--updates", "3"]) == 0
-    config = json.loads((run / "config.json").read_text())
-    assert (config["algo"], config["hparams"]["tau"]) == ("maddpg", 0.05)
-    assert config["algorithm"]["batch_size"] == 32
-    assert [json.loads(r)["update"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
-    assert main(["eval", "--checkpoint", str(run), "--ues", "1-2", "--episodes", "10"]) == 0
-    sweep = tmp_path / "s"
-    argv = ["sweep", *MADDPG_SMALL, "--updates", "1", "--sweep", "tau=0.01,0.1", "--out", str(sweep)]
+    argv = ["sweep", *MADDPG_SMALL, "--updates", "1", "--sweep", "tau=0.01,0.1", "--out", str(run)]
     assert main(argv) == 0
-    assert "s[seed=0,tau=0.1]" in capsys.readouterr().out
+    assert "d[seed=0,tau=0.1]" in capsys.readouterr().out
+    assert main(["train", "--out", str(run), "--resume", "--updates", "2"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["algo"], config["grid"], config["algorithm"]["batch_size"]) == (
+        "maddpg",
+        {"tau": [0.01, 0.1]},
+        32,
+    )
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["update"], r["tau"]) for r in rows) == [(1, 0.01), (1, 0.1), (2, 0.01), (2, 0.1)]
+    assert main(["eval", "--checkpoint", str(run), "--ues", "1-2", "--episodes", "10"]) == 0
+    assert "d[seed=0,tau=0.01]" in capsys.readouterr().out
     with pytest.raises(SystemExit, match=r"\['--epochs'\] are not settings of maddpg"):
         main(["train", *MADDPG_SMALL, "--epochs", "2", "--out", str(tmp_path / "x")])
 
