@@ -11,23 +11,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test,experiments]"
 	touch $@
 
-# Trains Sym. MAPPO and a tiny LLM4MAC (the llm4mac-cpu preset, 6 of its 20 updates: about 5
-# minutes here) on this machine's CPU (--resume: a rerun continues or just re-evaluates), then
-# evaluates both beside contention_free and oracle at 1-8 UEs.
+# Trains Sym. MAPPO, Sym. MADDPG (about 2.5 minutes here) and a tiny LLM4MAC (the llm4mac-cpu
+# preset, 6 of its 20 updates: about 5 minutes) on this machine's CPU (--resume: a rerun
+# continues or just re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs.
 demo: $(STAMP)
 	$(BIN)/jaxmac eval --policy contention_free,aloha,random,oracle --ues 1-8 --episodes 2000 \
 		--out results/scripted.json
 	$(BIN)/python experiments/plot_throughput.py results/scripted.json --out results/scripted_throughput.png
 	$(BIN)/jaxmac train --resume --algo mappo --hidden 64 --ues 1-4 --episodes 512 --updates 60 --lr 1e-3 \
 		--eval-ues 1-4 --eval-episodes 200 --out results/runs/mappo
+	$(BIN)/jaxmac train --resume --algo maddpg --ues 1-4 --episodes 64 --updates 1000 --chunk 100 \
+		--eval-ues 1-4 --eval-episodes 200 --out results/runs/maddpg
 	$(BIN)/jaxmac train --resume --preset llm4mac-cpu --updates 6 --chunk 2 --eval-ues 1-4 \
 		--eval-episodes 50 --out results/runs/llm4mac
-	$(BIN)/jaxmac eval --policy contention_free,oracle --checkpoint results/runs/mappo --ues 1-8 \
+	$(BIN)/jaxmac eval --policy contention_free,oracle --checkpoint results/runs/mappo \
+		--checkpoint results/runs/maddpg --ues 1-8 \
 		--episodes 500 --out results/trained.json
 	$(BIN)/jaxmac eval --checkpoint results/runs/llm4mac --greedy --ues 1-8 --out results/trained_llm.json
 	$(BIN)/python experiments/plot_throughput.py results/trained.json results/trained_llm.json \
 		--out results/trained_throughput.png
-	$(BIN)/python experiments/plot_learning.py results/runs/mappo results/runs/llm4mac --out results/learning.png
+	$(BIN)/python experiments/plot_learning.py results/runs/mappo results/runs/maddpg results/runs/llm4mac \
+		--out results/learning.png
 
 test: $(STAMP)
 	$(BIN)/ruff check .

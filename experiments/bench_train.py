@@ -356,6 +356,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--torch-small-sample", type=int, default=16, help="PyTorch's transitions, larger")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs after the compile (best is kept)")
     parser.add_argument("--parts", nargs="+", default=None, help="CPU: 1 2 3, --device: 1 3 (no PyTorch)")
+    parser.add_argument(
+        "--algos", nargs="+", default=["mappo", "maddpg", "llm4mac"], help="part 1's learners"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/bench_train.json"))
     args = parser.parse_args(argv)
     args.episodes = args.episodes or ([1024, 4096] if args.device else [256, 1024, 4096])
@@ -375,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{'update s':>8} {'env-steps/s':>11}  distinct UE / BS"
         )
         for episodes in args.episodes:
-            for algo in ("mappo", "maddpg", "llm4mac"):
+            for algo in args.algos:
                 if algo == "maddpg":
                     r = maddpg_end_to_end(episodes, args)
                 else:

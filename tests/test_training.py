@@ -59,6 +59,10 @@ def test_resume_reaches_the_state_of_an_uninterrupted_run(algo, tmp_path):
     chex.assert_trees_all_equal(resumed.state, whole.state)  # parameters, optimiser, buffer, envs
     rows = [json.loads(r) for r in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
+    modes = {
+        (tmp_path / "cut" / f).stat().st_mode & 0o777 for f in ("config.json", "eval.json", "metrics.jsonl")
+    }
+    assert len(modes) == 1, modes  # atomic files are as readable as the plainly written ones
     assert {r["policy"] for r in json.loads((tmp_path / "cut" / "eval.json").read_text())} == {"cut"}
 
 
