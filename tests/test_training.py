@@ -99,7 +99,9 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         """
         import json, sys
         import jax, numpy as np
-        from jax.sharding import Mesh
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jaxmac.agents import LearnedPolicy
+        from jaxmac.evaluation import evaluate
         from jaxmac.training import RunConfig
         assert jax.device_count() == 4
         for data in json.loads(sys.argv[1]):
@@ -115,6 +117,14 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
             for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
                 np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
             print("same", config.algo)
+        # evaluation lays its episodes out over the same mesh, with the same results
+        policy = LearnedPolicy(algorithm.agent, out[1][0])
+        rows = [
+            evaluate(algorithm.agent.env, policy, hp.env, [1, 2], 16, sharding=sharding).rows
+            for sharding in (None, NamedSharding(Mesh(jax.devices(), ("episodes",)), P("episodes")))
+        ]
+        assert rows[0] == rows[1], rows
+        print("same evaluate")
         """
     )
     configs = json.dumps([c.to_json() for c in SMALL_RUNS.values()])
@@ -123,7 +133,10 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         [sys.executable, "-c", script, configs], env=env, capture_output=True, text=True, cwd=ROOT
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == [word for algo in SMALL_RUNS for word in ("same", algo)]
+    assert done.stdout.split() == [word for algo in SMALL_RUNS for word in ("same", algo)] + [
+        "same",
+        "evaluate",
+    ]
 
 
 @pytest.mark.parametrize("algo", SMALL_RUNS)

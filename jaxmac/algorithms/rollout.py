@@ -1,6 +1,6 @@
-"""The training rollout every algorithm shares: ``length`` TTIs of a batch of parallel
-episodes acted by an agent, as a ``lax.scan`` over TTIs of the environment vmapped over the
-episodes (each drawing its UE count in [n_min, n_max] at every reset)."""
+"""The training rollout every algorithm shares: ``length`` TTIs of the parallel episodes acted
+by an agent's sampled decisions, through the one rollout of ``jaxmac.evaluation.rollout``
+(each episode drawing its UE count in [n_min, n_max] at every reset)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxmac.agents import Agent, AgentOutput, Params
-from jaxmac.env import EnvParams, EnvState, Observation
-from jaxmac.evaluation.metrics import episode_metrics
+from jaxmac.env import Action, EnvParams, EnvState, Observation
+from jaxmac.evaluation.rollout import rollout as run_ttis
 
 
 @struct.dataclass
@@ -25,6 +25,20 @@ class Step:
     reward: jax.Array  # team reward
     done: jax.Array  # the TTI ended its episode (the next observation is a reset's)
     record: Any  # what the algorithm keeps of the agent's output (``rollout``'s ``record``)
+
+
+def training_keys(
+    key: jax.Array, length: int, num_envs: int
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """The keys of ``length`` TTIs: each TTI splits the running key into the next one, the
+    batch's action key and the key split over the episodes' steps. Returns the running key
+    after them and ``(env_keys (T, E, 2), act_keys (T, 2))``."""
+
+    def one(key: jax.Array, _: None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        key, act_key, env_key = jax.random.split(key, 3)
+        return key, (jax.random.split(env_key, num_envs), act_key)
+
+    return jax.lax.scan(one, key, None, length=length)
 
 
 def rollout(
@@ -45,30 +59,23 @@ def rollout(
     arrays to the device mesh. Returns the final ``(env_state, obs, key)``, the (T, E) steps
     and the rollout's ``episodes`` (finished), ``return`` and ``throughput`` (means over the
     episodes that finished in it; NaN if none did)."""
-    env = agent.env
-    num_envs = obs.active.shape[0]
-    step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    key, keys = training_keys(key, length, obs.active.shape[0])
 
-    def tti(carry: tuple, _: None) -> tuple[tuple, tuple[Step, dict[str, jax.Array]]]:
-        env_state, obs, key = carry
-        key, act_key, env_key = jax.random.split(key, 3)
+    def act(act_key: jax.Array, obs: Observation, state: EnvState, _: EnvParams) -> tuple[Action, tuple]:
         out = agent(params, obs)
         sample = out.policy.sample(act_key)
-        env_keys = jax.random.split(env_key, num_envs)
-        next_obs, env_state, reward, done, info = step_env(
-            env_keys, env_state, out.policy.to_action(sample), env_params
-        )
-        step = Step(obs=obs, sample=sample, reward=reward, done=done, record=record(out, sample))
-        finished = episode_metrics(info.episode, env.episode_len)
-        stats = {"done": done, "return": finished["return"], "throughput": finished["throughput"]}
-        return (constrain(env_state), constrain(next_obs), key), (step, stats)
+        return out.policy.to_action(sample), (obs, sample, record(out, sample))
 
-    carry, (steps, stats) = jax.lax.scan(tti, (env_state, obs, key), None, length=length)
-    done = stats["done"].astype(jnp.float32)
+    (env_state, obs), trajectory = run_ttis(
+        agent.env, act, env_params, env_state, obs, keys, constrain=constrain
+    )
+    seen, sample, kept = trajectory.kept
+    steps = Step(obs=seen, sample=sample, reward=trajectory.reward, done=trajectory.done, record=kept)
+    done = trajectory.done.astype(jnp.float32)
     n_done = jnp.sum(done)
     metrics = {
         "episodes": n_done,
-        "return": jnp.sum(done * stats["return"]) / n_done,
-        "throughput": jnp.sum(done * stats["throughput"]) / n_done,
+        "return": jnp.sum(done * trajectory.episode["return"]) / n_done,
+        "throughput": jnp.sum(done * trajectory.episode["throughput"]) / n_done,
     }
-    return carry, steps, metrics
+    return (env_state, obs, key), steps, metrics

@@ -20,40 +20,58 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmac.env import EnvParams, UDTSEnv
-from jaxmac.evaluation.metrics import METRICS, episode_metrics
+from jaxmac.env import Action, EnvParams, EnvState, Observation, UDTSEnv
+from jaxmac.evaluation.metrics import METRICS
+from jaxmac.evaluation.rollout import rollout
 from jaxmac.protocols.base import Policy
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 def _run_episodes(
-    env: UDTSEnv, policy: Policy, params: EnvParams, key: jax.Array, n_ues: jax.Array, episode: jax.Array
+    env: UDTSEnv,
+    policy: Policy,
+    params: EnvParams,
+    key: jax.Array,
+    n_ues: jax.Array,
+    episode: jax.Array,
+    sharding: jax.sharding.Sharding | None = None,
 ) -> dict[str, jax.Array]:
-    """One full episode per lane; ``n_ues`` and ``episode`` are (lanes,) int32. The TTIs are a
-    ``scan`` over the vmapped lanes, so a ``batched`` policy sees every lane at once."""
+    """One full episode per lane; ``n_ues`` and ``episode`` are (lanes,) int32. The TTIs are the
+    shared rollout over the vmapped lanes (laid out over ``sharding`` if given), so a
+    ``batched`` policy sees every lane at once."""
     lane_params = jax.vmap(lambda n: params.replace(n_min=n, n_max=n))(n_ues)
     lane_keys = jax.vmap(lambda n, e: jax.random.fold_in(jax.random.fold_in(key, n), e))(n_ues, episode)
     reset_keys, steps_keys = jnp.moveaxis(jax.vmap(jax.random.split)(lane_keys), 1, 0)
     obs, state = jax.vmap(env.reset)(reset_keys, lane_params)
     tti_keys = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, env.episode_len))(steps_keys), 1, 0)
+    env_keys, policy_keys = jnp.moveaxis(jax.vmap(jax.vmap(jax.random.split))(tti_keys), 2, 0)  # (T, lanes)
     if getattr(policy, "batched", False):
-        act = lambda keys, obs, state, params: policy(keys[0], obs, state, params)  # noqa: E731
+        decide = lambda keys, obs, state, params: policy(keys[0], obs, state, params)  # noqa: E731
     else:
-        act = jax.vmap(policy)
+        decide = jax.vmap(policy)
 
-    def tti(carry: tuple, step_keys: jax.Array) -> tuple[tuple, None]:
-        obs, state, _ = carry
-        env_keys, policy_keys = jnp.moveaxis(jax.vmap(jax.random.split)(step_keys), 1, 0)
-        action = act(policy_keys, obs, state, lane_params)
-        obs, state, _, _, info = jax.vmap(env.step)(env_keys, state, action, lane_params)
-        return (obs, state, info.episode), None
+    def act(keys: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> tuple[Action, None]:
+        return decide(keys, obs, state, params), None
 
-    (_, _, totals), _ = jax.lax.scan(tti, (obs, state, state.totals), tti_keys)
-    return jax.vmap(episode_metrics, in_axes=(0, None))(totals, env.episode_len)
+    def constrain(tree: Any) -> Any:
+        return tree if sharding is None else jax.lax.with_sharding_constraint(tree, sharding)
+
+    obs, state = constrain((obs, state))
+    _, trajectory = rollout(
+        env,
+        act,
+        lane_params,
+        state,
+        obs,
+        (env_keys, policy_keys),
+        per_episode_params=True,
+        constrain=constrain,
+    )
+    return jax.tree.map(lambda m: m[-1], trajectory.episode)  # every lane's episode ends at its last TTI
 
 
-run_episodes = jax.jit(_run_episodes, static_argnames=("env",))
+run_episodes = jax.jit(_run_episodes, static_argnames=("env", "sharding"))
 
 
 @dataclasses.dataclass
@@ -113,6 +131,7 @@ def evaluate(
     name: str | None = None,
     chunk_size: int = 4096,
     progress: Callable[[int, int], None] | None = None,
+    sharding: jax.sharding.Sharding | None = None,
 ) -> EvaluationTable:
     """Run ``episodes`` episodes of ``policy`` at each fixed UE count in ``n_ues``.
 
@@ -124,6 +143,8 @@ def evaluate(
       name: the policy's name in the rows (default its class name).
       chunk_size: lanes per compiled call; fixed, so it does not recompile.
       progress: called as ``progress(done, total)`` in episodes after every chunk.
+      sharding: how the lanes of a chunk are laid out over devices (a ``NamedSharding`` of
+        their leading axis; ``chunk_size`` a multiple of its devices); None: one device.
     """
     n_ues = list(range(1, env.max_ues + 1)) if n_ues is None else [int(n) for n in n_ues]
     if not n_ues or any(not 1 <= n <= env.max_ues for n in n_ues):
@@ -145,9 +166,8 @@ def evaluate(
     chunks = []
     for start in range(0, padded, chunk_size):
         stop = start + chunk_size
-        out = run_episodes(
-            env, policy, params, key, jnp.asarray(lane_n[start:stop]), jnp.asarray(lane_e[start:stop])
-        )
+        lanes = (jnp.asarray(lane_n[start:stop]), jnp.asarray(lane_e[start:stop]))
+        out = run_episodes(env, policy, params, key, *lanes, sharding)
         chunks.append(jax.device_get(out))
         if progress is not None:
             progress(min(stop, total), total)

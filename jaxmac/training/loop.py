@@ -153,11 +153,14 @@ class Run:
         greedy: bool | None = None,
     ) -> EvaluationTable:
         """Every member's policy at fixed UE counts (the paper's evaluation), named after the
-        run directory. Defaults come from the run's configuration."""
+        run directory, its episodes laid out over the run's mesh like the training's. Defaults
+        come from the run's configuration."""
         config = self.config
         greedy = config.greedy if greedy is None else greedy
         ues = list(ues or config.eval_ues or range(1, self.agent.env.max_ues + 1))
         episodes = episodes or config.eval_episodes
+        chunk_size = min(EVAL_CHUNK, 1 << (len(ues) * episodes - 1).bit_length())
+        lanes = NamedSharding(self.mesh, P(EPISODE_AXIS)) if chunk_size % self.mesh.size == 0 else None
         table = EvaluationTable([])
         for i, (member, hp) in enumerate(zip(config.members(), config.member_hparams(), strict=True)):
             policy = LearnedPolicy(self.agent, self.member_params(state, i), greedy)
@@ -169,7 +172,8 @@ class Run:
                 episodes,
                 key,
                 name=config.member_name(self.directory.name, member),
-                chunk_size=min(EVAL_CHUNK, 1 << (len(ues) * episodes - 1).bit_length()),
+                chunk_size=chunk_size,
+                sharding=lanes,
             )
         return table
 
