@@ -6,28 +6,12 @@ import pytest
 
 from jaxmac.cli.main import main
 
-SMALL = [
-    "--algo",
-    "mappo",
-    "--hidden",
-    "16",
-    "--max-ues",
-    "2",
-    "--episode-len",
-    "6",
-    "--ues",
-    "1-2",
-    "--episodes",
-    "16",
-    "--epochs",
-    "1",
-    "--minibatches",
-    "2",
-    "--chunk",
-    "2",
-    "--eval-episodes",
-    "10",
+#: Settings of every small run below.
+COMMON = [
+    *("--max-ues", "2", "--episode-len", "6", "--ues", "1-2", "--episodes", "16", "--chunk", "2"),
+    *("--eval-episodes", "10"),  # last: a test below replaces it
 ]
+SMALL = ["--algo", "mappo", "--hidden", "16", "--epochs", "1", "--minibatches", "2", *COMMON]
 
 
 def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_path, capsys):
@@ -50,28 +34,7 @@ def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_pat
     ]
 
 
-MADDPG_SMALL = [
-    "--algo",
-    "maddpg",
-    "--hidden",
-    "16",
-    "--max-ues",
-    "2",
-    "--episode-len",
-    "6",
-    "--ues",
-    "1-2",
-    "--episodes",
-    "16",
-    "--batch-size",
-    "32",
-    "--replay-size",
-    "1024",
-    "--chunk",
-    "2",
-    "--eval-episodes",
-    "10",
-]
+MADDPG_SMALL = ["--algo", "maddpg", "--hidden", "16", "--batch-size", "32", "--replay-size", "1024", *COMMON]
 
 
 def test_maddpg_sweeps_resumes_and_evaluates_from_the_command_line(tmp_path, capsys):

@@ -184,8 +184,9 @@ def test_vmapped_train_is_a_sweep_of_independent_runs(algo):
         )
 
 
-def test_mappo_clearly_beats_random_within_a_fixed_budget(tmp_path):
-    config = RunConfig(
+#: What each learner gets to clearly beat ``random`` at 1 and 2 UEs (about 20-30 s each here).
+LEARNING_RUNS = {
+    "mappo": RunConfig(
         algo="mappo",
         agent={"hidden": 32},
         env={"max_ues": 2},
@@ -194,8 +195,23 @@ def test_mappo_clearly_beats_random_within_a_fixed_budget(tmp_path):
         hparams={"lr": 1e-3},
         chunk=30,
         eval_episodes=200,
-    )
-    result = train_run(config, tmp_path / "mappo", log=lambda _: None)
+    ),
+    "maddpg": RunConfig(
+        algo="maddpg",
+        env={"max_ues": 2},
+        env_params={"n_min": 1, "n_max": 2},
+        algorithm={"num_envs": 64, "replay_size": 50_000, "updates": 150},
+        chunk=150,
+        eval_episodes=200,
+    ),
+}
+
+
+@pytest.mark.parametrize("algo", LEARNING_RUNS)
+def test_learner_clearly_beats_random_within_a_fixed_budget(algo, tmp_path):
+    """Evaluated by sampling its decisions, against ``random`` on the same episodes."""
+    config = LEARNING_RUNS[algo]
+    result = train_run(config, tmp_path / algo, log=lambda _: None)
     learned = {r["n_ues"]: r for r in result.evaluation.rows}
     env = config.build_env()
     random_rows = evaluate(env, make_protocol("random", env), config.base_hparams().env, [1, 2], 200).rows

@@ -8,11 +8,14 @@ stack of members (a single run is a sweep of one), checkpoints, metrics and eval
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Params
 from jaxmac.env.params import is_concrete
@@ -69,3 +72,36 @@ def store_checked(hparams: Any, ranges: dict[str, tuple[float, float, bool]]) ->
             bound = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high < float("inf") else "")
             raise ValueError(f"{name} must be finite and {bound}, got {value}")
         object.__setattr__(hparams, name, jnp.asarray(value, jnp.float32))
+
+
+def constrain_episodes(mesh: Mesh | None, tree: Any) -> Any:
+    """Pin a pytree whose leaves lead with the parallel episodes to ``mesh``'s ``EPISODE_AXIS``
+    (unchanged without a mesh)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, P(EPISODE_AXIS))
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+
+def run_updates(
+    update: Callable[[Any], tuple[Any, dict[str, jax.Array]]],
+    state: Any,
+    n: int,
+    count: Any,
+    names: Sequence[str],
+) -> tuple[Any, dict[str, jax.Array]]:
+    """``update_chunk``'s loop: ``count`` (traced; None: ``n``) <= ``n`` (static) calls of
+    ``update(state) -> (state, metrics)``, whose metrics are exactly ``names``; returns the state
+    and (n,) float32 per name, NaN past ``count``. A shorter chunk (a run's last, a resume's
+    first) thus runs the program compiled for ``n`` instead of compiling another."""
+    count = n if count is None else count
+
+    def one(i: jax.Array, carry: tuple) -> tuple:
+        state, metrics = carry
+        state, new = update(state)
+        if set(new) != set(names):
+            raise ValueError(f"update metrics {sorted(new)} differ from the declared {sorted(names)}")
+        return state, {name: metrics[name].at[i].set(new[name]) for name in names}
+
+    empty = {name: jnp.full(n, jnp.nan, jnp.float32) for name in names}
+    return jax.lax.fori_loop(0, count, one, (state, empty))

@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx, struct
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Choices, OneHots, Params, fuse
 from jaxmac.agents.mappo import MLP, bs_features, feature_sizes, ue_features
-from jaxmac.algorithms.base import EPISODE_AXIS, store_checked
+from jaxmac.algorithms.base import EPISODE_AXIS, constrain_episodes, run_updates, store_checked
 from jaxmac.algorithms.ppo import global_norm, optimizer
 from jaxmac.algorithms.rollout import rollout
 from jaxmac.env import EnvParams, EnvState, Observation, UDTSEnv, spaces
@@ -211,11 +211,7 @@ class MADDPG:
         return nnx.merge(graphdef, critic)(obs, actions)
 
     def _episodes(self, tree: Any) -> Any:
-        """Constrain a pytree with a leading episode axis to be sharded over the mesh."""
-        if self.mesh is None:
-            return tree
-        sharding = NamedSharding(self.mesh, P(EPISODE_AXIS))
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+        return constrain_episodes(self.mesh, tree)
 
     def _stored(self, obs: Observation, sample: Choices, reward: jax.Array, done: jax.Array) -> Stored:
         dtype = _compact_dtype(self.agent.env)
@@ -285,15 +281,7 @@ class MADDPG:
     ) -> tuple[MADDPGState, dict[str, jax.Array]]:
         """``count`` (traced, default ``n``) <= ``n`` (static) updates; metrics (n,) per name of
         ``UPDATE_METRICS``, NaN past ``count``."""
-        count = n if count is None else count
-
-        def one(i: jax.Array, carry: tuple) -> tuple:
-            state, metrics = carry
-            state, new = self.update(state, hp)
-            return state, {name: metrics[name].at[i].set(new[name]) for name in UPDATE_METRICS}
-
-        empty = {name: jnp.full(n, jnp.nan, jnp.float32) for name in UPDATE_METRICS}
-        return jax.lax.fori_loop(0, count, one, (state, empty))
+        return run_updates(lambda state: self.update(state, hp), state, n, count, UPDATE_METRICS)
 
     def update(self, state: MADDPGState, hp: MADDPGHParams) -> tuple[MADDPGState, dict[str, jax.Array]]:
         """A rollout into the buffer, then ``train_steps`` gradient steps."""

@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Params
-from jaxmac.algorithms.base import EPISODE_AXIS, store_checked
+from jaxmac.algorithms.base import EPISODE_AXIS, constrain_episodes, run_updates, store_checked
 from jaxmac.algorithms.rollout import rollout
 from jaxmac.env import EnvParams, EnvState, Observation
 from jaxmac.settings import setting
@@ -282,11 +282,7 @@ class Trainer:
         return self.config.num_envs * self.rollout_len
 
     def _episodes(self, tree: Any) -> Any:
-        """Constrain a pytree with a leading episode axis to be sharded over the mesh."""
-        if self.mesh is None:
-            return tree
-        sharding = NamedSharding(self.mesh, P(EPISODE_AXIS))
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+        return constrain_episodes(self.mesh, tree)
 
     def init(self, key: jax.Array, hp: HParams) -> RunnerState:
         env = self.agent.env
@@ -313,17 +309,7 @@ class Trainer:
         ``UPDATE_METRICS``). ``count`` (default ``n``; traced) says how many are done, so a
         shorter chunk (a run's last, a resume's first) runs the program compiled for ``n``
         instead of compiling another; metrics past ``count`` are NaN."""
-        count = n if count is None else count
-
-        def one(i: jax.Array, carry: tuple) -> tuple:
-            state, metrics = carry
-            state, new = self.update(state, hp)
-            if set(new) != set(UPDATE_METRICS):
-                raise ValueError(f"update metrics {sorted(new)} differ from UPDATE_METRICS {UPDATE_METRICS}")
-            return state, {name: metrics[name].at[i].set(new[name]) for name in UPDATE_METRICS}
-
-        empty = {name: jnp.full(n, jnp.nan, jnp.float32) for name in UPDATE_METRICS}
-        return jax.lax.fori_loop(0, count, one, (state, empty))
+        return run_updates(lambda state: self.update(state, hp), state, n, count, UPDATE_METRICS)
 
     # ------------------------------------------------------------------ one update
     def rollout(
