@@ -1,7 +1,7 @@
 """Learning algorithms behind one seam (``Algorithm``): PPO (LLM4MAC, Sym. MAPPO) and MADDPG,
 each one compiled loop."""
 
-from jaxmac.algorithms.base import EPISODE_AXIS, Algorithm
+from jaxmac.algorithms.base import EPISODE_AXIS, Algorithm, optimizer
 from jaxmac.algorithms.maddpg import MADDPG, MADDPG_RANGES, MADDPGConfig, MADDPGHParams, MADDPGState
 from jaxmac.algorithms.ppo import (
     HPARAM_RANGES,
@@ -15,7 +15,6 @@ from jaxmac.algorithms.ppo import (
     gae,
     make_train,
     normalize,
-    optimizer,
     ppo_objective,
     training_batch,
 )

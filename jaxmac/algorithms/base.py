@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -105,3 +107,20 @@ def run_updates(
 
     empty = {name: jnp.full(n, jnp.nan, jnp.float32) for name in names}
     return jax.lax.fori_loop(0, count, one, (state, empty))
+
+
+def optimizer(hp: Any) -> optax.GradientTransformation:
+    """Adam with gradient-norm clipping (``hp.lr``, ``hp.max_grad_norm``); built from traced ``hp``
+    inside the compiled loop.
+
+    It works on the parameters raveled into one vector (``optax.flatten``; the same arithmetic),
+    so the compiled program holds a few large elementwise kernels instead of a dozen for each
+    of the model's arrays (with ``global_norm``, the tiny T5's 58 arrays: this step compiled in
+    about 1 s instead of 3.4-4.3 s here). Adam's moments are stored as flat vectors."""
+    return optax.flatten(optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr)))
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of all leaves together, over one raveled vector (one reduction, not one per
+    leaf); infinite or NaN if any entry is."""
+    return jnp.linalg.norm(ravel_pytree(tree)[0])

@@ -36,8 +36,14 @@ from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Choices, OneHots, Params, fuse
 from jaxmac.agents.mappo import MLP, bs_features, feature_sizes, ue_features
-from jaxmac.algorithms.base import EPISODE_AXIS, constrain_episodes, run_updates, store_checked
-from jaxmac.algorithms.ppo import global_norm, optimizer
+from jaxmac.algorithms.base import (
+    EPISODE_AXIS,
+    constrain_episodes,
+    global_norm,
+    optimizer,
+    run_updates,
+    store_checked,
+)
 from jaxmac.algorithms.rollout import rollout
 from jaxmac.env import EnvParams, EnvState, Observation, UDTSEnv, spaces
 from jaxmac.settings import setting

@@ -24,12 +24,18 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Params
-from jaxmac.algorithms.base import EPISODE_AXIS, constrain_episodes, run_updates, store_checked
+from jaxmac.algorithms.base import (
+    EPISODE_AXIS,
+    constrain_episodes,
+    global_norm,
+    optimizer,
+    run_updates,
+    store_checked,
+)
 from jaxmac.algorithms.rollout import rollout
 from jaxmac.env import EnvParams, EnvState, Observation
 from jaxmac.settings import setting
@@ -196,22 +202,6 @@ def ppo_objective(
 def normalize(advantage: jax.Array) -> jax.Array:
     """Advantage normalisation over a minibatch: (A - mean A) / (std A + 1e-8)."""
     return (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-
-
-def optimizer(hp: HParams) -> optax.GradientTransformation:
-    """Adam with gradient-norm clipping; built from traced ``hp`` inside the compiled loop.
-
-    It works on the parameters raveled into one vector (``optax.flatten``; the same arithmetic),
-    so the compiled program holds a few large elementwise kernels instead of a dozen for each
-    of the model's arrays (with ``global_norm``, the tiny T5's 58 arrays: this step compiled in
-    about 1 s instead of 3.4-4.3 s here). Adam's moments are stored as flat vectors."""
-    return optax.flatten(optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr)))
-
-
-def global_norm(tree: Any) -> jax.Array:
-    """The L2 norm of all leaves together, over one raveled vector (one reduction, not one per
-    leaf); infinite or NaN if any entry is."""
-    return jnp.linalg.norm(ravel_pytree(tree)[0])
 
 
 #: What every update reports (one float32 scalar each): the rollout's episode statistics, then
