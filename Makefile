@@ -14,15 +14,18 @@ $(STAMP): pyproject.toml
 # Trains Sym. MAPPO, Sym. MADDPG (about 2.5 minutes here) and a tiny LLM4MAC (the llm4mac-cpu
 # preset, 6 of its 20 updates: about 5 minutes) on this machine's CPU (--resume: a rerun
 # continues or just re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs.
+# --resume where the run directory already holds a run (--resume on a directory without one is an error)
+resume = $(if $(wildcard $(1)/config.json),--resume,)
+
 demo: $(STAMP)
 	$(BIN)/jaxmac eval --policy contention_free,aloha,random,oracle --ues 1-8 --episodes 2000 \
 		--out results/scripted.json
 	$(BIN)/python experiments/plot_throughput.py results/scripted.json --out results/scripted_throughput.png
-	$(BIN)/jaxmac train --resume --algo mappo --hidden 64 --ues 1-4 --episodes 512 --updates 60 --lr 1e-3 \
+	$(BIN)/jaxmac train $(call resume,results/runs/mappo) --algo mappo --hidden 64 --ues 1-4 --episodes 512 --updates 60 --lr 1e-3 \
 		--eval-ues 1-4 --eval-episodes 200 --out results/runs/mappo
-	$(BIN)/jaxmac train --resume --algo maddpg --ues 1-4 --episodes 64 --updates 1000 --chunk 100 \
+	$(BIN)/jaxmac train $(call resume,results/runs/maddpg) --algo maddpg --ues 1-4 --episodes 64 --updates 1000 --chunk 100 \
 		--eval-ues 1-4 --eval-episodes 200 --out results/runs/maddpg
-	$(BIN)/jaxmac train --resume --preset llm4mac-cpu --updates 6 --chunk 2 --eval-ues 1-4 \
+	$(BIN)/jaxmac train $(call resume,results/runs/llm4mac) --preset llm4mac-cpu --updates 6 --chunk 2 --eval-ues 1-4 \
 		--eval-episodes 50 --out results/runs/llm4mac
 	$(BIN)/jaxmac eval --policy contention_free,oracle --checkpoint results/runs/mappo \
 		--checkpoint results/runs/maddpg --ues 1-8 \

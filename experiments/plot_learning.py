@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         steps = [r["env_steps"] for r in rows]
         for ax, metric in zip(axes, ("throughput", "return"), strict=True):
-            ax.plot(steps, [r[metric] for r in rows], label=run.name)
+            ax.plot(steps, [math.nan if r[metric] is None else r[metric] for r in rows], label=run.name)
     for ax, label in zip(axes, ("training throughput (SDUs / TTI)", "episode return"), strict=True):
         ax.set_xlabel("environment steps (episode-TTIs)")
         ax.set_ylabel(label)

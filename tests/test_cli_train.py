@@ -78,6 +78,7 @@ def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
         (["train", "--ues", "2-9"], "n_max must be <= max_ues"),
         (["sweep", "--sweep", "foo=1"], "NAME from"),
         (["train", "--algo", "llm4mac", "--model", "/nonexistent/dir"], "no checkpoint directory"),
+        (["train", "--resume"], "is not a jaxmac run directory"),
     ],
 )
 def test_train_rejects_bad_input_naming_the_field(argv, message, tmp_path, capsys):

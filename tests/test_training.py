@@ -19,7 +19,7 @@ import pytest
 from jaxmac.agents import LearnedPolicy
 from jaxmac.evaluation import evaluate
 from jaxmac.protocols import make_protocol
-from jaxmac.training import Checkpoints, Run, RunConfig, TrainingDiverged, train_run
+from jaxmac.training import Checkpoints, Run, RunConfig, RunLock, RunLocked, TrainingDiverged, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +74,44 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
     )
     with pytest.raises(FileExistsError, match="resume"):
         train_run(SMALL, tmp_path / "r", log=lambda _: None)
+
+
+def test_a_second_writer_of_a_run_directory_is_refused_naming_the_holder(tmp_path):
+    run, half = tmp_path / "r", dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 2})
+    holder = rf"being written by another process \(pid {os.getpid()} on "
+    with RunLock(run), pytest.raises(RunLocked, match=holder):  # flock conflicts between open files too
+        train_run(half, run, log=lambda _: None)
+    train_run(half, run, log=lambda _: None)
+    with RunLock(run), pytest.raises(RunLocked):  # a --resume while the run still trains
+        train_run(SMALL, run, resume=True, log=lambda _: None)
+    (run / ".lock").write_text("pid 999999 on elsewhere since 2026-01-01")  # its process is gone
+    said = []
+    train_run(SMALL, run, resume=True, log=said.append)
+    assert any("took over the lock left by a process that is gone (pid 999999" in m for m in said), said
+    assert (run / ".lock").read_text() == ""  # released on exit
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_resume_of_a_directory_without_a_run_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no run to resume"):
+        train_run(SMALL, tmp_path / "typo", resume=True, log=lambda _: None)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_torn_metrics_line_is_dropped_with_a_warning_and_the_run_resumes(tmp_path):
+    run = tmp_path / "r"
+    train_run(
+        dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 2}), run, log=lambda _: None
+    )
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"update": 3, "retu')  # a crash in the middle of an append
+    said = []
+    train_run(SMALL, run, resume=True, log=said.append)
+    assert any(f"{run / 'metrics.jsonl'}: dropped line 3" in m for m in said), said
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2, 3, 4]
+    assert (run / "metrics.csv").read_text().count("\n") == 5  # the header and four rows
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jaxmac.cli.options import add_env_options, parse_ues
 from jaxmac.env import REWARD_PRESETS
-from jaxmac.training import METHODS, SWEEPABLE, RunConfig, TrainingDiverged, method, train_run
+from jaxmac.training import METHODS, SWEEPABLE, RunConfig, RunLocked, TrainingDiverged, method, train_run
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
@@ -210,7 +210,7 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
 def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> int:
     console = Console(stderr=True)
     try:
-        if args.resume and (args.out / "config.json").is_file():
+        if args.resume:  # a run directory's own settings (a directory without a run is an error)
             config = RunConfig.load(args.out)
             if args.updates is not None:
                 config = dataclasses.replace(config, algorithm={**config.algorithm, "updates": args.updates})
@@ -242,7 +242,7 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
 
         try:
             result = train_run(config, args.out, resume=args.resume, log=console.print, on_chunk=on_chunk)
-        except (TrainingDiverged, FileExistsError, FileNotFoundError, ValueError) as e:
+        except (TrainingDiverged, RunLocked, FileExistsError, FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
     console.print(
         f"{result.updates} updates; {result.env_steps_per_s:,.0f} env-steps/s while training "

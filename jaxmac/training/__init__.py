@@ -2,7 +2,7 @@
 
 from jaxmac.training.checkpoint import Checkpoints
 from jaxmac.training.config import SWEEPABLE, RunConfig
-from jaxmac.training.files import write_json_atomic
+from jaxmac.training.files import RunLock, RunLocked, write_json_atomic
 from jaxmac.training.loop import Run, RunResult, TrainingDiverged, over_members, train_run
 from jaxmac.training.methods import METHODS, Method, make_agent, method
 
@@ -13,6 +13,8 @@ __all__ = [
     "Method",
     "Run",
     "RunConfig",
+    "RunLock",
+    "RunLocked",
     "RunResult",
     "TrainingDiverged",
     "make_agent",

@@ -161,5 +161,8 @@ class RunConfig:
     def load(cls, run_dir: Path) -> RunConfig:
         path = Path(run_dir) / "config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir} is not a jaxmac run directory: it has no config.json")
+            raise FileNotFoundError(
+                f"{run_dir} is not a jaxmac run directory: it has no config.json (to start a run there, "
+                "train without --resume)"
+            )
         return cls.from_json(json.loads(path.read_text()))

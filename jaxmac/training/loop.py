@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import io
 import json
 import math
 import time
@@ -34,7 +35,7 @@ from jaxmac.algorithms import EPISODE_AXIS, Algorithm
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.training.checkpoint import Checkpoints
 from jaxmac.training.config import RunConfig
-from jaxmac.training.files import write_json_atomic
+from jaxmac.training.files import RunLock, write_json_atomic, write_text_atomic
 
 #: Most episodes per compiled evaluation call. Smaller evaluations round their episode count up
 #: to a power of two, so evaluations of similar size (at the end of training, then
@@ -187,7 +188,8 @@ def _rows(run: Run, metrics: dict[str, np.ndarray], first_update: int, seconds: 
         for j in range(next(iter(metrics.values())).shape[-1]):
             row = {"update": first_update + j + 1, **({"member": i, **member} if run.members > 1 else {})}
             row["env_steps"] = (first_update + j + 1) * steps
-            row |= {k: float(v[i, j]) for k, v in metrics.items()}
+            # NaN (e.g. the return of an update in which no episode ended) is written as null
+            row |= {k: float(v[i, j]) if np.isfinite(v[i, j]) else None for k, v in metrics.items()}
             row["chunk_seconds"] = seconds
             rows.append(row)
     return rows
@@ -205,17 +207,30 @@ def _append(directory: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _truncate(directory: Path, update: int) -> None:
-    """Drop metric rows past ``update`` (written before a crash that came before their checkpoint)."""
+def _truncate(directory: Path, update: int, log: Callable[[str], None]) -> None:
+    """Keep the metric rows up to ``update`` (rows past it were written before a crash that came
+    before their checkpoint). A line that does not parse (an append cut short) is dropped with a
+    warning naming the file. Both files are replaced at once (``write_text_atomic``), so a crash
+    here loses nothing."""
     jsonl = directory / "metrics.jsonl"
     if not jsonl.exists():
         return
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line]
+    rows = []
+    for number, line in enumerate(jsonl.read_text().splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log(f"{jsonl}: dropped line {number}, which does not parse (a write cut short)")
     kept = [r for r in rows if r["update"] <= update]
-    for name in ("metrics.jsonl", "metrics.csv"):
-        (directory / name).unlink(missing_ok=True)
-    if kept:
-        _append(directory, kept)
+    write_text_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+    if not kept:
+        (directory / "metrics.csv").unlink(missing_ok=True)  # the next append writes the header
+        return
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(kept[0]))
+    writer.writeheader()
+    writer.writerows(kept)
+    write_text_atomic(directory / "metrics.csv", table.getvalue())
 
 
 def train_run(
@@ -231,20 +246,35 @@ def train_run(
     ``on_chunk(done, total, info)`` is called after every chunk with the updates done, the
     total, and ``info`` holding ``env_steps_per_s`` and the chunk's last metrics."""
     directory = Path(directory)
-    if not resume and any((directory / "checkpoints").glob("*")):
-        raise FileExistsError(
-            f"{directory} already holds a run; pass resume=True (--resume) or another directory"
+    if resume and not (directory / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{directory} holds no run to resume (no config.json); start one without resume"
         )
     run = Run.build(config, directory)  # loads the model: bad settings fail before any file is written
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "config.json", config.to_json())
+    with RunLock(directory, log):
+        if not resume and any((directory / "checkpoints").glob("*")):
+            raise FileExistsError(
+                f"{directory} already holds a run; pass resume=True (--resume) or another directory"
+            )
+        write_json_atomic(directory / "config.json", config.to_json())
+        return _train(run, resume, log, on_chunk)
+
+
+def _train(
+    run: Run,
+    resume: bool,
+    log: Callable[[str], None],
+    on_chunk: Callable[[int, int, dict[str, Any]], None] | None,
+) -> RunResult:
+    """``train_run``'s work, under the run directory's lock."""
+    config, directory = run.config, run.directory
     checkpoints = Checkpoints(directory / "checkpoints")
     total = config.updates
 
     if resume and checkpoints.latest() is not None:
         state = run.restore(checkpoints)
         done = checkpoints.latest()
-        _truncate(directory, done)
+        _truncate(directory, done, log)
         log(f"resumed {directory} at update {done}")
     else:
         state = run.init()
