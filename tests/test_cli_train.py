@@ -32,6 +32,19 @@ def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_pat
         ("m", 1),
         ("m", 2),
     ]
+    assert {(r["env"]["p_arrival"], r["env"]["w_delivery"], r["env"]["max_ues"]) for r in table} == {
+        (0.5, 4.5, 2)
+    }
+    # the environment's parameter options apply to every row; its shapes cannot change
+    busy = tmp_path / "busy.json"
+    assert (
+        main([*argv, "--episodes", "10", "--p-arrival", "0.9", "--reward", "marl", "--out", str(busy)]) == 0
+    )
+    changed = json.loads(busy.read_text())
+    assert {(r["env"]["p_arrival"], r["env"]["w_delivery"]) for r in changed} == {(0.9, 6.0)}
+    assert [r["return"] for r in changed] != [r["return"] for r in table]
+    with pytest.raises(SystemExit, match=r"--max-ues 4 differs from .*'s max_ues=2"):
+        main([*argv, "--max-ues", "4"])
 
 
 MADDPG_SMALL = ["--algo", "maddpg", "--hidden", "16", "--batch-size", "32", "--replay-size", "1024", *COMMON]

@@ -39,7 +39,7 @@ def test_rows_hold_every_metric_and_a_ci():
     )
     for row in table.rows:
         assert row["policy"] == "cf"
-        assert set(METRICS) | {"policy", "n_ues", "episodes", "throughput_ci95"} == set(row)
+        assert set(METRICS) | {"policy", "n_ues", "episodes", "throughput_ci95", "env"} == set(row)
         assert row["throughput"] == pytest.approx(row["deliveries"] / ENV.episode_len, rel=1e-5)
         assert 0 < row["throughput_ci95"] < 0.05
     assert "throughput_ci95" in table.format().splitlines()[0]

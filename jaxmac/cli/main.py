@@ -10,7 +10,7 @@ import jax
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxmac.cli.options import add_env_options, env_from_options, parse_ues
+from jaxmac.cli.options import SHAPE_OPTIONS, add_env_options, env_from_options, given_params, parse_ues
 from jaxmac.cli.prompt import add_prompt_parser, cmd_prompt
 from jaxmac.cli.train import TRAIN_PRESETS, add_train_parsers
 from jaxmac.compilation import enable_compilation_cache
@@ -36,15 +36,17 @@ def _scripted(args: argparse.Namespace) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     names = _scripted(args)
     runs = []
+    overrides = given_params(args)  # applied to every row, the runs' and the scripted policies'
     try:
         for directory in args.checkpoint:
             run = Run.build(RunConfig.load(directory), directory)
+            _check_shape_options(args, run)
             runs.append((run, run.restore(Checkpoints(directory / "checkpoints"))))
-        env, params = (
-            env_from_options(args)
-            if not runs
-            else (runs[0][0].agent.env, runs[0][0].config.base_hparams().env)
-        )
+        if runs:
+            env = runs[0][0].agent.env
+            params = runs[0][0].config.base_hparams().env.replace(**overrides)
+        else:
+            env, params = env_from_options(args)
         policies = {n: make_protocol(n, env, **({"q": args.aloha_q} if n == "aloha" else {})) for n in names}
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
@@ -85,7 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bar.add_task(f"eval {run.directory}", total=None)
             try:
                 episodes = run.config.method.eval_episodes if args.episodes is None else args.episodes
-                table += run.evaluate(state, ues, episodes, key, greedy=args.greedy)
+                table += run.evaluate(state, ues, episodes, key, greedy=args.greedy, env_params=overrides)
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
     print(table.format())
@@ -93,6 +95,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         write_json_atomic(args.out, table.rows)
         console.print(f"wrote {len(table.rows)} rows to {args.out}")
     return 0
+
+
+def _check_shape_options(args: argparse.Namespace, run: Run) -> None:
+    """A checkpoint is evaluated in the environment shapes it was trained in: a shape option that
+    differs is an error naming it (its parameter options apply, see ``given_params``)."""
+    for name in SHAPE_OPTIONS:
+        given, trained = getattr(args, name), getattr(run.agent.env, name)
+        if given is not None and given != trained:
+            raise ValueError(
+                f"--{name.replace('_', '-')} {given} differs from {run.directory}'s {name}={trained}: a "
+                "checkpoint is evaluated in the environment shapes it was trained in"
+            )
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -132,7 +146,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     ev.add_argument("--aloha-q", type=float, default=None, help="ALOHA transmit probability (default 1/n)")
     ev.add_argument("--chunk-size", type=int, default=4096, help="episodes per compiled call")
     ev.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
-    add_env_options(ev)
+    add_env_options(ev, defaults=False)  # given ones override a checkpoint's own parameters
     ev.set_defaults(func=cmd_eval)
     commands = {"eval": ev, **add_train_parsers(sub)}
     pr = add_prompt_parser(sub)

@@ -24,30 +24,43 @@ def parse_ues(text: str) -> list[int]:
     return counts
 
 
-def add_env_options(parser: argparse.ArgumentParser) -> None:
-    defaults = UDTSEnv()
+#: Options that fix the environment's shapes (a trained run's cannot change).
+SHAPE_OPTIONS = ("max_ues", "buffer_size", "episode_len", "history", "ucm_vocab", "dcm_vocab")
+#: Options that set ``EnvParams`` values (``reward`` a preset of its weights).
+PARAM_OPTIONS = ("p_arrival", "tbler", "churn", "reward")
+
+
+def add_env_options(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """The environment's options; ``defaults=False`` leaves every default None, so a command can
+    tell which were given (``env_from_options`` fills in the defaults)."""
+    env = UDTSEnv()
     params = EnvParams()
+
+    def default(value: object) -> object:
+        return value if defaults else None
+
     group = parser.add_argument_group("environment (docs/SPEC.md §1.1)")
-    group.add_argument("--max-ues", type=int, default=defaults.max_ues, help="padded UE dimension")
-    group.add_argument("--buffer-size", type=int, default=defaults.buffer_size, help="FIFO capacity B")
-    group.add_argument("--episode-len", type=int, default=defaults.episode_len, help="TTIs per episode T")
-    group.add_argument("--history", type=int, default=defaults.history, help="past TTIs observed k")
-    group.add_argument("--ucm-vocab", type=int, default=defaults.ucm_vocab)
-    group.add_argument("--dcm-vocab", type=int, default=defaults.dcm_vocab)
-    group.add_argument("--p-arrival", type=float, default=float(params.p_arrival))
-    group.add_argument("--tbler", type=float, default=float(params.tbler))
-    group.add_argument("--churn", type=float, default=float(params.churn))
-    group.add_argument("--reward", choices=sorted(REWARD_PRESETS), default="llm4mac", help="reward preset")
+    group.add_argument("--max-ues", type=int, default=default(env.max_ues), help="padded UE dimension")
+    group.add_argument("--buffer-size", type=int, default=default(env.buffer_size), help="FIFO capacity B")
+    group.add_argument("--episode-len", type=int, default=default(env.episode_len), help="TTIs per episode T")
+    group.add_argument("--history", type=int, default=default(env.history), help="past TTIs observed k")
+    group.add_argument("--ucm-vocab", type=int, default=default(env.ucm_vocab))
+    group.add_argument("--dcm-vocab", type=int, default=default(env.dcm_vocab))
+    group.add_argument("--p-arrival", type=float, default=default(float(params.p_arrival)))
+    group.add_argument("--tbler", type=float, default=default(float(params.tbler)))
+    group.add_argument("--churn", type=float, default=default(float(params.churn)))
+    group.add_argument(
+        "--reward", choices=sorted(REWARD_PRESETS), default=default("llm4mac"), help="reward preset (llm4mac)"
+    )
+
+
+def given_params(args: argparse.Namespace) -> dict[str, object]:
+    """The ``EnvParams`` values the options set (the given ones, when parsed without defaults)."""
+    values = {k: getattr(args, k) for k in PARAM_OPTIONS[:-1] if getattr(args, k) is not None}
+    return values | (REWARD_PRESETS[args.reward] if args.reward is not None else {})
 
 
 def env_from_options(args: argparse.Namespace) -> tuple[UDTSEnv, EnvParams]:
-    env = UDTSEnv(
-        max_ues=args.max_ues,
-        buffer_size=args.buffer_size,
-        episode_len=args.episode_len,
-        ucm_vocab=args.ucm_vocab,
-        dcm_vocab=args.dcm_vocab,
-        history=args.history,
-    )
-    params = env.default_params.replace(p_arrival=args.p_arrival, tbler=args.tbler, churn=args.churn)
-    return env, params.with_reward_preset(args.reward)
+    """The environment and its parameters from the options (defaults for those not given)."""
+    env = UDTSEnv(**{k: getattr(args, k) for k in SHAPE_OPTIONS if getattr(args, k) is not None})
+    return env, env.default_params.replace(**given_params(args))

@@ -76,7 +76,8 @@ run_episodes = jax.jit(_run_episodes, static_argnames=("env", "sharding"))
 
 @dataclasses.dataclass
 class EvaluationTable:
-    """One row per (policy, UE count): mean of every metric, 95% CI of the throughput."""
+    """One row per (policy, UE count): mean of every metric, 95% CI of the throughput, and under
+    ``env`` the environment it was measured in (``environment``)."""
 
     rows: list[dict[str, Any]]
 
@@ -172,8 +173,22 @@ def evaluate(
         if progress is not None:
             progress(min(stop, total), total)
     metrics = {m: np.concatenate([c[m] for c in chunks])[:total] for m in METRICS}
+    measured_in = environment(env, params)
     rows = [
         _summarise(name, n, {m: v[i * episodes : (i + 1) * episodes] for m, v in metrics.items()})
+        | {"env": measured_in}
         for i, n in enumerate(n_ues)
     ]
     return EvaluationTable(rows)
+
+
+def environment(env: UDTSEnv, params: EnvParams) -> dict[str, Any]:
+    """What a row was measured under: the environment's fields and every ``EnvParams`` scalar
+    but the UE range (each row has its own ``n_ues``)."""
+    shape = {f.name: getattr(env, f.name) for f in dataclasses.fields(env)}
+    values = {  # float32 values, written with the 7 digits they hold (0.9, not 0.8999999761581421)
+        f.name: float(f"{float(getattr(params, f.name)):.7g}")
+        for f in dataclasses.fields(params)
+        if f.name not in ("n_min", "n_max")
+    }
+    return shape | values

@@ -152,10 +152,12 @@ class Run:
         episodes: int | None = None,
         key: jax.Array | None = None,
         greedy: bool | None = None,
+        env_params: dict[str, Any] | None = None,
     ) -> EvaluationTable:
         """Every member's policy at fixed UE counts (the paper's evaluation), named after the
         run directory, its episodes laid out over the run's mesh like the training's. Defaults
-        come from the run's configuration."""
+        come from the run's configuration; ``env_params`` replaces ``EnvParams`` fields of every
+        member (e.g. another arrival rate)."""
         config = self.config
         greedy = config.greedy if greedy is None else greedy
         ues = list(ues or config.eval_ues or range(1, self.agent.env.max_ues + 1))
@@ -168,7 +170,7 @@ class Run:
             table += evaluate(
                 self.agent.env,
                 policy,
-                hp.env,
+                hp.env.replace(**(env_params or {})),
                 ues,
                 episodes,
                 key,
