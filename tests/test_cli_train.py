@@ -18,10 +18,16 @@ def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_pat
     run = tmp_path / "runs" / "m"
     assert main(["train", *SMALL, "--updates", "2", "--out", str(run)]) == 0
     assert "throughput_ci95" in capsys.readouterr().out
-    assert main(["train", "--out", str(run), "--resume", "--updates", "4"]) == 0
+    with pytest.raises(SystemExit, match=r"--resume cannot change --episodes \(16 -> 8\)"):
+        main(["train", "--out", str(run), "--resume", "--episodes", "8"])
+    # the whole command again (repeated values are no change), a new length and learning rate
+    assert main(["train", *SMALL, "--out", str(run), "--resume", "--updates", "4", "--lr", "1e-3"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
-    assert json.loads((run / "config.json").read_text())["algorithm"]["updates"] == 4
+    config = json.loads((run / "config.json").read_text())
+    assert (config["algorithm"]["updates"], config["hparams"]["lr"]) == (4, 1e-3)
+    [entry] = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert (entry["update"], entry["changed"]) == (2, {"lr": [0.0003, 0.001], "updates": [2, 4]})
     out = tmp_path / "eval.json"
     argv = ["eval", "--checkpoint", str(run), "--policy", "contention_free", "--ues", "1-2"]
     assert main([*argv, "--episodes", "10", "--out", str(out)]) == 0

@@ -156,11 +156,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; ``args.given`` holds the dests of the options typed on it (not
+    defaults, nor a preset's: what a ``--resume`` is asked to change)."""
     parser, commands = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "preset", None):  # the preset's values become defaults: explicit options win
         commands[args.command].set_defaults(**TRAIN_PRESETS[args.preset])
         args = parser.parse_args(argv)
+    typed, typed_commands = build_parser()
+    for command in typed_commands.values():
+        command.set_defaults(func=None)  # reset the command's own default
+        for action in command._actions:
+            action.default = argparse.SUPPRESS
+    args.given = frozenset(vars(typed.parse_args(argv))) - {"command", "func"}
     return args
 
 

@@ -240,10 +240,13 @@ def train_run(
     directory: Path,
     *,
     resume: bool = False,
+    changes: dict[str, tuple[Any, Any]] | None = None,
     log: Callable[[str], None] = print,
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Train (or resume) the run in ``directory`` up to ``config.updates``.
+    """Train (or resume) the run in ``directory`` up to ``config.updates``. ``changes`` (setting
+    -> (old, new)) are what a resumed ``config`` changed; they are appended to the run's
+    ``history.jsonl`` with the update they take effect from.
 
     ``on_chunk(done, total, info)`` is called after every chunk with the updates done, the
     total, and ``info`` holding ``env_steps_per_s`` and the chunk's last metrics."""
@@ -259,12 +262,13 @@ def train_run(
                 f"{directory} already holds a run; pass resume=True (--resume) or another directory"
             )
         write_json_atomic(directory / "config.json", config.to_json())
-        return _train(run, resume, log, on_chunk)
+        return _train(run, resume, changes or {}, log, on_chunk)
 
 
 def _train(
     run: Run,
     resume: bool,
+    changes: dict[str, tuple[Any, Any]],
     log: Callable[[str], None],
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None,
 ) -> RunResult:
@@ -278,6 +282,14 @@ def _train(
         done = checkpoints.latest()
         _truncate(directory, done, log)
         log(f"resumed {directory} at update {done}")
+        if changes:
+            entry = {"update": done, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes}
+            with open(directory / "history.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            log(
+                f"changed from update {done + 1}: "
+                + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
+            )
     else:
         state = run.init()
         done = 0
