@@ -68,6 +68,9 @@ def test_eval_rejects_bad_input(argv, message, tmp_path):
 def test_parse_ues():
     assert parse_ues("1-4,8") == [1, 2, 3, 4, 8]
     assert parse_ues("3") == [3]
+    assert parse_ues("2,2,1-2") == [2, 1]  # each count once
+    with pytest.raises(argparse.ArgumentTypeError, match="<= 4096"):
+        parse_ues("1-2000000")  # refused before any list is made
     for bad in ("4-2", "a", "1-"):
         with pytest.raises(argparse.ArgumentTypeError, match="range LO-HI"):
             parse_ues(bad)

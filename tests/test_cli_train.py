@@ -98,6 +98,7 @@ def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
         (["sweep", "--sweep", "foo=1"], "NAME from"),
         (["train", "--algo", "llm4mac", "--model", "/nonexistent/dir"], "no checkpoint directory"),
         (["train", "--resume"], "is not a jaxmac run directory"),
+        (["train", "--eval-ues", "9"], "eval_ues must be UE counts in [1, max_ues=8]"),
     ],
 )
 def test_train_rejects_bad_input_naming_the_field(argv, message, tmp_path, capsys):

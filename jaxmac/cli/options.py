@@ -6,9 +6,13 @@ import argparse
 
 from jaxmac.env import REWARD_PRESETS, EnvParams, UDTSEnv
 
+#: The largest count ``parse_ues`` takes (far above any ``max_ues`` a run can afford).
+MAX_COUNT = 4096
+
 
 def parse_ues(text: str) -> list[int]:
-    """``"1-8"`` -> [1, ..., 8]; ``"2,4,8"`` -> [2, 4, 8]; ``"3"`` -> [3]."""
+    """``"1-8"`` -> [1, ..., 8]; ``"2,4,8"`` -> [2, 4, 8]; ``"3"`` -> [3]; a count given twice
+    counts once (``"2,2"`` -> [2])."""
     counts: list[int] = []
     try:
         for part in text.split(","):
@@ -16,12 +20,14 @@ def parse_ues(text: str) -> list[int]:
             lo_n, hi_n = int(lo), int(hi if dash else lo)
             if lo_n > hi_n:
                 raise ValueError
+            if hi_n > MAX_COUNT:
+                raise argparse.ArgumentTypeError(f"UE counts must be <= {MAX_COUNT}, got {text!r}")
             counts.extend(range(lo_n, hi_n + 1))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a count, a range LO-HI or a comma list like 1-4,8; got {text!r}"
         ) from None
-    return counts
+    return list(dict.fromkeys(counts))
 
 
 #: Options that fix the environment's shapes (a trained run's cannot change).

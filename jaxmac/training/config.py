@@ -66,7 +66,13 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
-        self.build_env()  # fail now on bad environment settings
+        env = self.build_env()  # fail now on bad environment settings
+        if self.eval_ues is not None and (
+            not self.eval_ues or any(not 1 <= n <= env.max_ues for n in self.eval_ues)
+        ):
+            raise ValueError(
+                f"eval_ues must be UE counts in [1, max_ues={env.max_ues}], got {list(self.eval_ues)}"
+            )
         self.algorithm_config()
         self.base_hparams()
 

@@ -2,7 +2,8 @@
 
 Python runs once per chunk of ``config.chunk`` updates: it checks the chunk's losses, appends
 the per-update metrics to ``metrics.jsonl`` and ``metrics.csv``, writes a checkpoint of the
-whole runner state, reports throughput, and every ``eval_every`` chunks (and at the end)
+whole runner state, reports throughput, and every ``eval_every`` chunks of updates (counted from
+update 0, so a resumed run evaluates at the same points; and at the end)
 evaluates the policy at fixed UE counts with ``jaxmac.evaluate``. A run directory holds
 ``config.json``, ``checkpoints/``, the metrics files and ``eval.jsonl``.
 
@@ -296,7 +297,7 @@ def _train(
         checkpoints.save(0, state)
 
     steps_per_update = run.algorithm.steps_per_update * run.members
-    steps, seconds_total, evaluation, chunks = 0, 0.0, None, 0
+    steps, seconds_total, evaluation = 0, 0.0, None
     while done < total:
         n = min(config.chunk, total - done)
         compile_before = run.compile_seconds
@@ -313,13 +314,14 @@ def _train(
                 f"{directory / 'checkpoints'}"
             )
         _append(directory, _rows(run, metrics, done, seconds))
-        state, done, chunks = new_state, done + n, chunks + 1
+        state, done = new_state, done + n
         checkpoints.save(done, state)
         steps, seconds_total = steps + n * steps_per_update, seconds_total + seconds
         if on_chunk is not None:
             last = {k: float(np.mean(v[..., -1])) for k, v in metrics.items()}
             on_chunk(done, total, {"env_steps_per_s": n * steps_per_update / seconds, **last})
-        if config.eval_every and chunks % config.eval_every == 0 and done < total:
+        period = config.eval_every * config.chunk  # updates between evaluations, counted from 0
+        if config.eval_every and done // period > (done - n) // period and done < total:
             _log_eval(directory, done, run.evaluate(state))
     if done > 0:
         evaluation = run.evaluate(state)
