@@ -19,7 +19,16 @@ import pytest
 from jaxmac.agents import LearnedPolicy
 from jaxmac.evaluation import evaluate
 from jaxmac.protocols import make_protocol
-from jaxmac.training import Checkpoints, Run, RunConfig, RunLock, RunLocked, TrainingDiverged, train_run
+from jaxmac.training import (
+    Checkpoints,
+    DamagedCheckpoint,
+    Run,
+    RunConfig,
+    RunLock,
+    RunLocked,
+    TrainingDiverged,
+    train_run,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,6 +121,23 @@ def test_a_torn_metrics_line_is_dropped_with_a_warning_and_the_run_resumes(tmp_p
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
     assert (run / "metrics.csv").read_text().count("\n") == 5  # the header and four rows
+
+
+def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_resumes(tmp_path):
+    run = tmp_path / "r"
+    whole = train_run(SMALL, run, log=lambda _: None)  # checkpoints 2 and 4
+    arrays = sorted((run / "checkpoints" / "4").rglob("d/*"), key=lambda f: f.stat().st_size)
+    with open(arrays[-1], "r+b") as f:  # a write cut short
+        f.truncate(100)
+    with pytest.raises(
+        DamagedCheckpoint, match=r"checkpoint 4 in .* cannot be read .* previous checkpoint is update 2"
+    ):
+        train_run(SMALL, run, resume=True, log=lambda _: None)
+    said = []
+    resumed = train_run(SMALL, run, resume=True, previous_checkpoint=True, log=said.append)
+    assert any("checkpoint 4 cannot be read: moved to" in m for m in said), said
+    assert (run / "damaged-checkpoints" / "4").is_dir()
+    chex.assert_trees_all_equal(resumed.state, whole.state)  # updates 3-4 again, the same
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

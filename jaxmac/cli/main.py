@@ -16,7 +16,7 @@ from jaxmac.cli.train import TRAIN_PRESETS, add_train_parsers
 from jaxmac.compilation import enable_compilation_cache
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.protocols import PROTOCOLS, make_protocol
-from jaxmac.training import METHODS, Checkpoints, Run, RunConfig, write_json_atomic
+from jaxmac.training import METHODS, Checkpoints, DamagedCheckpoint, Run, RunConfig, write_json_atomic
 
 #: Default episodes per UE count of a scripted protocol (a trained run: its method's
 #: ``eval_episodes``, fewer for a language model, whose distinct prompts each cost a T5 pass).
@@ -41,14 +41,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for directory in args.checkpoint:
             run = Run.build(RunConfig.load(directory), directory)
             _check_shape_options(args, run)
-            runs.append((run, run.restore(Checkpoints(directory / "checkpoints"))))
+            with Checkpoints(directory / "checkpoints", create=False) as checkpoints:  # reads only
+                runs.append((run, run.restore(checkpoints)))
         if runs:
             env = runs[0][0].agent.env
             params = runs[0][0].config.base_hparams().env.replace(**overrides)
         else:
             env, params = env_from_options(args)
         policies = {n: make_protocol(n, env, **({"q": args.aloha_q} if n == "aloha" else {})) for n in names}
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, DamagedCheckpoint) as e:
         raise SystemExit(f"error: {e}") from None
     if any(run.agent.env != env for run, _ in runs):
         raise SystemExit(

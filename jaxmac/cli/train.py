@@ -13,7 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jaxmac.cli.options import SHAPE_OPTIONS, add_env_options, parse_ues
 from jaxmac.env import REWARD_PRESETS
-from jaxmac.training import METHODS, SWEEPABLE, RunConfig, RunLocked, TrainingDiverged, method, train_run
+from jaxmac.training import (
+    METHODS,
+    SWEEPABLE,
+    DamagedCheckpoint,
+    RunConfig,
+    RunLocked,
+    TrainingDiverged,
+    method,
+    train_run,
+)
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
@@ -123,6 +132,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its newest checkpoint"
+    )
+    parser.add_argument(
+        "--previous-checkpoint",
+        action="store_true",
+        help="with --resume: a newest checkpoint that cannot be read is set aside, and the run "
+        "continues from the one before",
     )
     parser.add_argument(
         "--preset",
@@ -248,7 +263,8 @@ def resumed_config(
     method's structure, episodes, seeds) is an error naming it, unless it repeats the saved value.
     A ``--preset``'s values are defaults, which a resumed run's own settings replace."""
     saved_values = _saved_values(saved)
-    given = {d for d in args.given if d not in ("out", "resume", "preset")}  # a preset sets defaults only
+    not_settings = ("out", "resume", "preset", "previous_checkpoint")  # a preset sets defaults only
+    given = {d for d in args.given if d not in not_settings}
     hparams = {_dest(f): f.name for f in saved.method.settings()["hparams"]}
     foreign = sorted(d for d in given if d in METHOD_OPTIONS and d not in saved_values)
     if foreign:
@@ -317,9 +333,22 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
 
         try:
             result = train_run(
-                config, args.out, resume=args.resume, changes=changes, log=console.print, on_chunk=on_chunk
+                config,
+                args.out,
+                resume=args.resume,
+                previous_checkpoint=args.previous_checkpoint,
+                changes=changes,
+                log=console.print,
+                on_chunk=on_chunk,
             )
-        except (TrainingDiverged, RunLocked, FileExistsError, FileNotFoundError, ValueError) as e:
+        except (
+            TrainingDiverged,
+            RunLocked,
+            DamagedCheckpoint,
+            FileExistsError,
+            FileNotFoundError,
+            ValueError,
+        ) as e:
             raise SystemExit(f"error: {e}") from None
     console.print(
         f"{result.updates} updates; {result.env_steps_per_s:,.0f} env-steps/s while training "

@@ -1,6 +1,6 @@
 """Training runs: the registry of methods, configuration, the host loop, checkpoints."""
 
-from jaxmac.training.checkpoint import Checkpoints
+from jaxmac.training.checkpoint import Checkpoints, DamagedCheckpoint
 from jaxmac.training.config import SWEEPABLE, RunConfig
 from jaxmac.training.files import RunLock, RunLocked, write_json_atomic
 from jaxmac.training.loop import Run, RunResult, TrainingDiverged, over_members, train_run
@@ -10,6 +10,7 @@ __all__ = [
     "METHODS",
     "SWEEPABLE",
     "Checkpoints",
+    "DamagedCheckpoint",
     "Method",
     "Run",
     "RunConfig",

@@ -12,6 +12,12 @@ are missing or extra.
 
 from __future__ import annotations
 
+import gc
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +54,43 @@ def _names(tree: Any) -> set[str]:
     return {".".join(path) for path, _ in _paths(tree)}
 
 
-class Checkpoints:
-    """The checkpoints of one run, kept under ``directory`` (the newest ``keep``)."""
+def _silence_failed_read_reports() -> None:
+    """Drop the unraisable reports of checkpoint reads that fail after the first failure was
+    raised: orbax's read coroutines collected unfinished, and tensorstore's callbacks finding
+    orbax's event loop closed (every other report passes)."""
+    hook = sys.unraisablehook
+    if getattr(hook, "silences_failed_reads", False):
+        return
 
-    def __init__(self, directory: Path, keep: int = 2) -> None:
+    def from_a_read(report: Any) -> bool:
+        error, frame = report.exc_value, report.exc_traceback
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return True
+        while frame is not None:
+            if f"{os.sep}orbax{os.sep}" in frame.tb_frame.f_code.co_filename:
+                return True
+            frame = frame.tb_next
+        return False
+
+    def quiet(report: Any) -> None:
+        if not from_a_read(report):
+            hook(report)
+
+    quiet.silences_failed_reads = True  # type: ignore[attr-defined]
+    sys.unraisablehook = quiet
+
+
+class DamagedCheckpoint(RuntimeError):
+    """A checkpoint's files cannot be read (cut short, corrupted)."""
+
+
+class Checkpoints:
+    """The checkpoints of one run, kept under ``directory`` (the newest ``keep``). A context
+    manager: leaving it closes the manager. ``create=False`` reads without creating anything."""
+
+    def __init__(self, directory: Path, keep: int = 2, create: bool = True) -> None:
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False
+            max_to_keep=keep, create=create, enable_async_checkpointing=False
         )
         self.directory = Path(directory)
         self.manager = ocp.CheckpointManager(
@@ -71,7 +108,8 @@ class Checkpoints:
     def restore(self, step: int, like: Any) -> Any:
         """The state saved at ``step``, in the structure (and shardings) of ``like``; a leaf of
         ``like`` the checkpoint lacks, or one it holds that ``like`` has not, is an error naming it."""
-        stored, wanted = _names(self.manager.item_metadata(step)), _names(like)
+        stored = self._read(step, lambda: _names(self.manager.item_metadata(step)))
+        wanted = _names(like)
         if stored != wanted:
             missing, extra = sorted(wanted - stored), sorted(stored - wanted)
             raise ValueError(
@@ -82,7 +120,7 @@ class Checkpoints:
                 "a new directory."
             )
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _nested(like))
-        saved = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+        saved = self._read(step, lambda: self.manager.restore(step, args=ocp.args.StandardRestore(target)))
         leaves = []
         for path, _ in _paths(like):
             node = saved
@@ -91,5 +129,46 @@ class Checkpoints:
             leaves.append(node)
         return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
+    def _read(self, step: int, read: Callable[[], Any]) -> Any:
+        """``read()`` of checkpoint ``step``; any failure of orbax or tensorstore (many kinds: all
+        mean files that cannot be read) becomes one ``DamagedCheckpoint`` naming the step. The
+        other reads of a damaged checkpoint (orbax's asyncio tasks, tensorstore's callbacks)
+        fail too, some after orbax's event loop is closed: their reports are silenced, so the
+        one error says it all."""
+        _silence_failed_read_reports()
+        try:
+            return read()
+        except Exception as e:  # noqa: BLE001
+            damaged = self._damaged(step, e)
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        gc.collect()
+        raise damaged
+
+    def _damaged(self, step: int, error: Exception) -> DamagedCheckpoint:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        earlier = [s for s in self.manager.all_steps() if s < step]
+        offer = (
+            f"the previous checkpoint is update {max(earlier)}: `jaxmac train --out RUN --resume "
+            "--previous-checkpoint` sets the damaged one aside and continues from it"
+            if earlier
+            else "there is no earlier checkpoint: train into a new directory"
+        )
+        return DamagedCheckpoint(f"checkpoint {step} in {self.directory} cannot be read ({reason}); {offer}")
+
+    def set_aside(self, step: int) -> Path:
+        """Move checkpoint ``step`` out of the run's checkpoints (to ``../damaged-checkpoints``),
+        so the previous one is the newest; returns where it went."""
+        target = self.directory.parent / "damaged-checkpoints" / str(step)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.directory / str(step)), str(target))
+        self.manager.reload()
+        return target
+
     def close(self) -> None:
         self.manager.close()
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -34,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 from jaxmac.agents import Agent, LearnedPolicy
 from jaxmac.algorithms import EPISODE_AXIS, Algorithm
 from jaxmac.evaluation import EvaluationTable, evaluate
-from jaxmac.training.checkpoint import Checkpoints
+from jaxmac.training.checkpoint import Checkpoints, DamagedCheckpoint
 from jaxmac.training.config import RunConfig
 from jaxmac.training.files import RunLock, write_json_atomic, write_text_atomic
 
@@ -241,13 +241,16 @@ def train_run(
     directory: Path,
     *,
     resume: bool = False,
+    previous_checkpoint: bool = False,
     changes: dict[str, tuple[Any, Any]] | None = None,
     log: Callable[[str], None] = print,
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train (or resume) the run in ``directory`` up to ``config.updates``. ``changes`` (setting
     -> (old, new)) are what a resumed ``config`` changed; they are appended to the run's
-    ``history.jsonl`` with the update they take effect from.
+    ``history.jsonl`` with the update they take effect from. A damaged newest checkpoint is an
+    error naming it (``DamagedCheckpoint``); ``previous_checkpoint`` sets it aside and resumes
+    from the one before (the updates are deterministic, so nothing is lost but their time).
 
     ``on_chunk(done, total, info)`` is called after every chunk with the updates done, the
     total, and ``info`` holding ``env_steps_per_s`` and the chunk's last metrics."""
@@ -263,23 +266,38 @@ def train_run(
                 f"{directory} already holds a run; pass resume=True (--resume) or another directory"
             )
         write_json_atomic(directory / "config.json", config.to_json())
-        return _train(run, resume, changes or {}, log, on_chunk)
+        with Checkpoints(directory / "checkpoints") as checkpoints:
+            return _train(run, checkpoints, resume, previous_checkpoint, changes or {}, log, on_chunk)
+
+
+def _restore(run: Run, checkpoints: Checkpoints, previous: bool, log: Callable[[str], None]) -> Any:
+    """The newest checkpoint; with ``previous``, a damaged one is set aside (and logged) and the
+    one before it restored, until one reads."""
+    while True:
+        try:
+            return run.restore(checkpoints)
+        except DamagedCheckpoint:
+            step = checkpoints.latest()
+            if not previous or step is None:
+                raise
+            log(f"checkpoint {step} cannot be read: moved to {checkpoints.set_aside(step)}")
 
 
 def _train(
     run: Run,
+    checkpoints: Checkpoints,
     resume: bool,
+    previous_checkpoint: bool,
     changes: dict[str, tuple[Any, Any]],
     log: Callable[[str], None],
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None,
 ) -> RunResult:
     """``train_run``'s work, under the run directory's lock."""
     config, directory = run.config, run.directory
-    checkpoints = Checkpoints(directory / "checkpoints")
     total = config.updates
 
     if resume and checkpoints.latest() is not None:
-        state = run.restore(checkpoints)
+        state = _restore(run, checkpoints, previous_checkpoint, log)
         done = checkpoints.latest()
         _truncate(directory, done, log)
         log(f"resumed {directory} at update {done}")
@@ -327,7 +345,6 @@ def _train(
         evaluation = run.evaluate(state)
         _log_eval(directory, done, evaluation)
         write_json_atomic(directory / "eval.json", evaluation.rows)
-    checkpoints.close()
     rate = steps / seconds_total if seconds_total else math.nan
     return RunResult(state, done, evaluation, rate, run.compile_seconds)
 
