@@ -123,6 +123,23 @@ def test_a_torn_metrics_line_is_dropped_with_a_warning_and_the_run_resumes(tmp_p
     assert (run / "metrics.csv").read_text().count("\n") == 5  # the header and four rows
 
 
+def test_a_metric_beyond_a_stop_if_bound_stops_the_run_before_saving(tmp_path):
+    """Finite divergence: the default guard stops a run whose loss passes 1e6, and a run may
+    set its own bounds on any metric it reports (here an entropy floor every update crosses)."""
+    collapsed = dataclasses.replace(SMALL, stop_if=("loss>1e6", "entropy<5"))
+    with pytest.raises(
+        TrainingDiverged, match=r"entropy < 5 \(the stop_if bound\) in updates 1-2 .* update 0"
+    ):
+        train_run(collapsed, tmp_path / "r", log=lambda _: None)
+    assert Checkpoints(tmp_path / "r" / "checkpoints").latest() == 0
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()
+    with pytest.raises(ValueError, match=r"stop_if names 'kl', which this run does not report"):
+        train_run(dataclasses.replace(SMALL, stop_if=("kl>1",)), tmp_path / "s", log=lambda _: None)
+    with pytest.raises(ValueError, match="stop_if entries must be NAME>VALUE or NAME<VALUE"):
+        dataclasses.replace(SMALL, stop_if=("loss=1",))
+    assert RunConfig.from_json(collapsed.to_json()) == collapsed
+
+
 def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_resumes(tmp_path):
     run = tmp_path / "r"
     whole = train_run(SMALL, run, log=lambda _: None)  # checkpoints 2 and 4

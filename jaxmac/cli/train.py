@@ -23,6 +23,7 @@ from jaxmac.training import (
     method,
     train_run,
 )
+from jaxmac.training.config import DEFAULT_STOP_IF
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
@@ -166,6 +167,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--eval-episodes", type=int, default=None, help=f"evaluation episodes per UE count ({defaults})"
     )
     parser.add_argument("--greedy", action="store_true", help="evaluate the most likely decisions")
+    parser.add_argument(
+        "--stop-if",
+        action="append",
+        default=None,
+        help="stop before saving when an update's metric crosses a bound, e.g. loss>1e6 or "
+        f"entropy<0.01 (repeatable; default {' '.join(DEFAULT_STOP_IF)}; a non-finite loss always stops)",
+    )
     group = parser.add_argument_group("method settings (each applies to the methods it names)")
     for dest, (f, defaults) in METHOD_OPTIONS.items():
         _add_method_option(group, dest, f, defaults)
@@ -219,13 +227,14 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
         eval_ues=None if args.eval_ues is None else tuple(args.eval_ues),
         eval_episodes=method(args.algo).eval_episodes if args.eval_episodes is None else args.eval_episodes,
         greedy=args.greedy,
+        stop_if=DEFAULT_STOP_IF if args.stop_if is None else tuple(args.stop_if),
     )
 
 
 #: What a --resume may change (options by dest): the run's length, the traced values (the
 #: method's hyperparameters and the environment's parameters) and the evaluation settings.
 RESUMABLE = ("updates", "ues", "p_arrival", "tbler", "churn", "reward", "chunk", "eval_every", "eval_ues")
-RESUMABLE += ("eval_episodes", "greedy")
+RESUMABLE += ("eval_episodes", "greedy", "stop_if")
 
 
 def _saved_values(saved: RunConfig) -> dict[str, Any]:
@@ -247,6 +256,7 @@ def _saved_values(saved: RunConfig) -> dict[str, Any]:
         "eval_ues": None if saved.eval_ues is None else list(saved.eval_ues),
         "eval_episodes": saved.eval_episodes,
         "greedy": saved.greedy,
+        "stop_if": list(saved.stop_if),
     }
     values |= {k: getattr(env, k) for k in SHAPE_OPTIONS}
     values |= {k: float(f"{float(getattr(params, k)):.7g}") for k in ("p_arrival", "tbler", "churn")}
@@ -294,6 +304,7 @@ def resumed_config(
         hparams={**saved.hparams, **{hparams[d]: v for d, v in new.items() if d in hparams}},
         env_params=env_params,
         **{k: new[k] for k in ("chunk", "eval_every", "eval_episodes", "greedy") if k in new},
+        **({"stop_if": tuple(new["stop_if"])} if "stop_if" in new else {}),
         **({"eval_ues": tuple(new["eval_ues"])} if "eval_ues" in new else {}),
     )
     return config, changes

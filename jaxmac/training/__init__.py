@@ -1,12 +1,13 @@
 """Training runs: the registry of methods, configuration, the host loop, checkpoints."""
 
 from jaxmac.training.checkpoint import Checkpoints, DamagedCheckpoint
-from jaxmac.training.config import SWEEPABLE, RunConfig
+from jaxmac.training.config import DEFAULT_STOP_IF, SWEEPABLE, RunConfig
 from jaxmac.training.files import RunLock, RunLocked, write_json_atomic
 from jaxmac.training.loop import Run, RunResult, TrainingDiverged, over_members, train_run
 from jaxmac.training.methods import METHODS, Method, make_agent, method
 
 __all__ = [
+    "DEFAULT_STOP_IF",
     "METHODS",
     "SWEEPABLE",
     "Checkpoints",

@@ -25,6 +25,25 @@ SWEEPABLE = tuple(dict.fromkeys(n for m in METHODS.values() for n in m.hparam_ra
 )
 
 
+#: The divergence guard of a run unless it sets its own (``RunConfig.stop_if``): losses this
+#: large mean parameters already wrecked (a healthy PPO or MADDPG loss here stays below 1e4).
+DEFAULT_STOP_IF = ("loss>1e6",)
+
+
+def parse_bound(text: str) -> tuple[str, str, float]:
+    """``"loss>1e6"`` -> ("loss", ">", 1e6); an error naming the form otherwise."""
+    for op in (">", "<"):
+        name, found, value = text.partition(op)
+        if found and name.strip():
+            try:
+                return name.strip(), op, float(value)
+            except ValueError:
+                break
+    raise ValueError(
+        f"stop_if entries must be NAME>VALUE or NAME<VALUE (e.g. loss>1e6, entropy<0.01), got {text!r}"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """A training run (or a sweep: ``seeds`` x the ``grid`` of swept values, vmapped).
@@ -50,6 +69,9 @@ class RunConfig:
     eval_ues: tuple[int, ...] | None = None  # default 1..max_ues
     eval_episodes: int = 500
     greedy: bool = False  # evaluate the most likely decisions instead of sampling
+    # Stop (before saving) when an update's metric crosses a bound: "NAME>VALUE" or "NAME<VALUE"
+    # over the metrics the algorithm reports (a NaN or infinite loss always stops a run).
+    stop_if: tuple[str, ...] = DEFAULT_STOP_IF
 
     def __post_init__(self) -> None:
         method(self.algo)  # a registered method
@@ -64,6 +86,8 @@ class RunConfig:
         for name in ("chunk", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for bound in self.stop_if:
+            parse_bound(bound)
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
         env = self.build_env()  # fail now on bad environment settings
@@ -161,6 +185,8 @@ class RunConfig:
         data["grid"] = {k: tuple(v) for k, v in data["grid"].items()}
         if data.get("eval_ues") is not None:
             data["eval_ues"] = tuple(data["eval_ues"])
+        if "stop_if" in data:
+            data["stop_if"] = tuple(data["stop_if"])
         return cls(**data)
 
     @classmethod

@@ -35,7 +35,7 @@ from jaxmac.agents import Agent, LearnedPolicy
 from jaxmac.algorithms import EPISODE_AXIS, Algorithm
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.training.checkpoint import Checkpoints, DamagedCheckpoint
-from jaxmac.training.config import RunConfig
+from jaxmac.training.config import RunConfig, parse_bound
 from jaxmac.training.files import RunLock, write_json_atomic, write_text_atomic
 
 #: Most episodes per compiled evaluation call. Smaller evaluations round their episode count up
@@ -236,6 +236,27 @@ def _truncate(directory: Path, update: int, log: Callable[[str], None]) -> None:
     write_text_atomic(directory / "metrics.csv", table.getvalue())
 
 
+def _check(metrics: dict[str, np.ndarray], stop_if: tuple[str, ...], done: int, directory: Path) -> None:
+    """Raise ``TrainingDiverged`` if a chunk's metrics ((members, n) per name) hold a non-finite
+    loss, a skipped step, or a value beyond a ``stop_if`` bound (NaN values, e.g. the return of
+    an update in which no episode ended, cross no bound)."""
+    checks = [("a non-finite loss", (metrics["nonfinite"] > 0) | ~np.isfinite(metrics["loss"]))]
+    for bound in stop_if:
+        name, op, value = parse_bound(bound)
+        if name not in metrics:
+            raise ValueError(f"stop_if names {name!r}, which this run does not report: {sorted(metrics)}")
+        crossed = metrics[name] > value if op == ">" else metrics[name] < value
+        checks.append((f"{name} {op} {value:g} (the stop_if bound)", crossed & np.isfinite(metrics[name])))
+    for what, bad in checks:
+        if np.any(bad):
+            first = done + 1 + int(np.argmax(np.any(bad, axis=0)))
+            raise TrainingDiverged(
+                f"{what} in updates {done + 1}-{done + bad.shape[-1]} (first at update {first}); "
+                f"stopped without saving them; the last good checkpoint is update {done} in "
+                f"{directory / 'checkpoints'}"
+            )
+
+
 def train_run(
     config: RunConfig,
     directory: Path,
@@ -323,14 +344,7 @@ def _train(
         new_state, metrics = run.chunk(state, n)
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start - (run.compile_seconds - compile_before)
-        bad = (metrics["nonfinite"] > 0) | ~np.isfinite(metrics["loss"])
-        if np.any(bad):
-            first = done + 1 + int(np.argmax(np.any(bad, axis=0)))
-            raise TrainingDiverged(
-                f"non-finite loss in updates {done + 1}-{done + n} (first at update {first}); "
-                f"stopped without saving them; the last good checkpoint is update {done} in "
-                f"{directory / 'checkpoints'}"
-            )
+        _check(metrics, config.stop_if, done, directory)
         _append(directory, _rows(run, metrics, done, seconds))
         state, done = new_state, done + n
         checkpoints.save(done, state)
