@@ -140,6 +140,23 @@ def test_a_metric_beyond_a_stop_if_bound_stops_the_run_before_saving(tmp_path):
     assert RunConfig.from_json(collapsed.to_json()) == collapsed
 
 
+def test_the_best_evaluated_checkpoint_is_kept_beside_the_newest(tmp_path, capsys):
+    from jaxmac.cli.main import main
+
+    run = tmp_path / "r"
+    train_run(dataclasses.replace(SMALL, eval_every=1), run, log=lambda _: None)  # evaluates at 2 and 4
+    evaluated = {}
+    for line in (run / "eval.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        evaluated.setdefault(row["update"], []).append(row["throughput"])
+    best = max(evaluated, key=lambda u: np.mean(evaluated[u]))
+    assert sorted(evaluated) == [2, 4]
+    assert json.loads((run / "best.json").read_text())["update"] == best
+    assert Checkpoints(run / "best", create=False).latest() == best
+    assert main(["eval", "--checkpoint", str(run), "--best", "--ues", "1", "--episodes", "4"]) == 0
+    assert " r " in capsys.readouterr().out
+
+
 def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_resumes(tmp_path):
     run = tmp_path / "r"
     whole = train_run(SMALL, run, log=lambda _: None)  # checkpoints 2 and 4

@@ -41,7 +41,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for directory in args.checkpoint:
             run = Run.build(RunConfig.load(directory), directory)
             _check_shape_options(args, run)
-            with Checkpoints(directory / "checkpoints", create=False) as checkpoints:  # reads only
+            kept = directory / ("best" if args.best else "checkpoints")
+            with Checkpoints(kept, create=False) as checkpoints:  # reads only
                 runs.append((run, run.restore(checkpoints)))
         if runs:
             env = runs[0][0].agent.env
@@ -133,6 +134,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         default=None,
         help="learned policies take their most likely decisions (--no-greedy: sample them); "
         "default: each run's own setting",
+    )
+    ev.add_argument(
+        "--best",
+        action="store_true",
+        help="evaluate each run's best evaluated checkpoint (DIR/best), not its newest",
     )
     ev.add_argument("--ues", type=parse_ues, default=None, help="UE counts, e.g. 1-8 (default 1..max-ues)")
     ev.add_argument(

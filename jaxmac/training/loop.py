@@ -354,15 +354,28 @@ def _train(
             on_chunk(done, total, {"env_steps_per_s": n * steps_per_update / seconds, **last})
         period = config.eval_every * config.chunk  # updates between evaluations, counted from 0
         if config.eval_every and done // period > (done - n) // period and done < total:
-            _log_eval(directory, done, run.evaluate(state))
+            _evaluated(run, state, done, log)
     if done > 0:
-        evaluation = run.evaluate(state)
-        _log_eval(directory, done, evaluation)
+        evaluation = _evaluated(run, state, done, log)
         write_json_atomic(directory / "eval.json", evaluation.rows)
     rate = steps / seconds_total if seconds_total else math.nan
     return RunResult(state, done, evaluation, rate, run.compile_seconds)
 
 
-def _log_eval(directory: Path, update: int, table: EvaluationTable) -> None:
+def _evaluated(run: Run, state: Any, update: int, log: Callable[[str], None]) -> EvaluationTable:
+    """Evaluate ``state``, append the rows to ``eval.jsonl``, and keep the state as the run's best
+    (``best/`` and ``best.json``) when its mean throughput over the rows (every member and UE
+    count) beats the best so far: the kept checkpoint beside the newest, which a collapse after
+    it cannot replace (``jaxmac eval --checkpoint DIR --best``)."""
+    table = run.evaluate(state)
+    directory = run.directory
     with open(directory / "eval.jsonl", "a") as f:
         f.writelines(json.dumps({"update": update, **row}) + "\n" for row in table.rows)
+    score = float(np.mean([row["throughput"] for row in table.rows]))
+    best = directory / "best.json"
+    if not best.exists() or score > json.loads(best.read_text())["throughput"]:
+        with Checkpoints(directory / "best", keep=1) as kept:
+            kept.save(update, state)
+        write_json_atomic(best, {"update": update, "throughput": score})
+        log(f"update {update} is the best evaluated so far (mean throughput {score:.4f}): kept in best/")
+    return table
