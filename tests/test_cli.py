@@ -65,6 +65,15 @@ def test_eval_rejects_bad_input(argv, message, tmp_path):
     assert not out.exists()
 
 
+def test_eval_refuses_an_unwritable_out_before_evaluating(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="is a directory"):
+        main(["eval", "--episodes", "2", "--out", str(tmp_path)])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match="cannot create"):
+        main(["eval", "--episodes", "2", "--out", str(tmp_path / "file" / "rows.json")])
+    assert "contention_free" not in capsys.readouterr().out  # nothing was evaluated
+
+
 def test_parse_ues():
     assert parse_ues("1-4,8") == [1, 2, 3, 4, 8]
     assert parse_ues("3") == [3]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -33,7 +34,22 @@ def _scripted(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _check_writable(out: Path | None) -> None:
+    """Fail before any work when ``--out`` cannot be written (a directory, an unwritable place)."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise SystemExit(f"error: --out {out} is a directory; give the JSON file's name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: --out {out}: cannot create {out.parent} ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise SystemExit(f"error: --out {out}: {out.parent} is not writable")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    _check_writable(args.out)
     names = _scripted(args)
     runs = []
     overrides = given_params(args)  # applied to every row, the runs' and the scripted policies'
