@@ -218,7 +218,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         # evaluation lays its episodes out over the same mesh, with the same results
         policy = LearnedPolicy(algorithm.agent, out[1][0])
         rows = [
-            evaluate(algorithm.agent.env, policy, hp.env, [1, 2], 16, sharding=sharding).rows
+            evaluate(algorithm.agent.env, policy, hp.env, [1, 2], 16, chunk_size=32, sharding=sharding).rows
             for sharding in (None, NamedSharding(Mesh(jax.devices(), ("episodes",)), P("episodes")))
         ]
         assert rows[0] == rows[1], rows
