@@ -4,16 +4,18 @@ the method's own options come from the settings it declares (``jaxmac.training.M
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxmac.cli.options import SHAPE_OPTIONS, add_env_options, parse_ues
+from jaxmac.cli.method_options import METHOD_OPTIONS, add_method_option, method_settings
+from jaxmac.cli.options import add_env_options, parse_ues
+from jaxmac.cli.resume import resumed_config
 from jaxmac.env import REWARD_PRESETS
 from jaxmac.training import (
+    DEFAULT_STOP_IF,
     METHODS,
     SWEEPABLE,
     DamagedCheckpoint,
@@ -23,7 +25,6 @@ from jaxmac.training import (
     method,
     train_run,
 )
-from jaxmac.training.config import DEFAULT_STOP_IF
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
@@ -69,62 +70,6 @@ def parse_sweep(text: str) -> tuple[str, tuple[float, ...]]:
         return name, _float_list(values)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sweep values must be numbers, got {values!r}") from None
-
-
-def _dest(f: dataclasses.Field) -> str:
-    return f.metadata["flag"] or f.name
-
-
-def _flags(dests: list[str]) -> list[str]:
-    return [f"--{d.replace('_', '-')}" for d in dests]
-
-
-def _method_options() -> dict[str, tuple[dataclasses.Field, dict[str, Any]]]:
-    """Every method's declared settings as command-line options: dest -> (the field, its
-    default per method). A name two methods declare must mean the same kind of value."""
-    options: dict[str, tuple[dataclasses.Field, dict[str, Any]]] = {}
-    for algo, m in METHODS.items():
-        for fields in m.settings().values():
-            for f in fields:
-                dest = _dest(f)
-                known, defaults = options.setdefault(dest, (f, {}))
-                if known.metadata["kind"] is not f.metadata["kind"] or (
-                    f.metadata["kind"] is bool and defaults and f.default not in defaults.values()
-                ):
-                    raise TypeError(f"methods declare setting {dest!r} differently: {known} and {f}")
-                defaults[algo] = f.default
-    return options
-
-
-METHOD_OPTIONS = _method_options()
-
-
-def _add_method_option(
-    group: argparse._ArgumentGroup, dest: str, f: dataclasses.Field, defaults: dict[str, Any]
-) -> None:
-    """A boolean setting is a switch away from its default (``--no-sie``, ``--raw-logits``); the
-    rest take a value. Every default is None: the method's own default applies after parsing."""
-    flag, methods = dest.replace("_", "-"), ", ".join(defaults)
-    if f.metadata["kind"] is bool:
-        group.add_argument(
-            f"--no-{flag}" if f.default else f"--{flag}",
-            dest=dest,
-            action="store_const",
-            const=not f.default,
-            default=None,
-            help=f"{f.metadata['help']}: {'off' if f.default else 'on'} ({methods})",
-        )
-        return
-    values = set(map(str, defaults.values()))
-    if values == {"None"}:
-        shown = methods
-    elif len(values) == 1:
-        shown = f"{methods}; default {values.pop()}"
-    else:
-        shown = "default " + ", ".join(f"{algo} {default}" for algo, default in defaults.items())
-    group.add_argument(
-        f"--{flag}", dest=dest, type=f.metadata["kind"], default=None, help=f"{f.metadata['help']} ({shown})"
-    )
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -176,25 +121,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     group = parser.add_argument_group("method settings (each applies to the methods it names)")
     for dest, (f, defaults) in METHOD_OPTIONS.items():
-        _add_method_option(group, dest, f, defaults)
+        add_method_option(group, dest, f, defaults)
     add_env_options(parser)
-
-
-def method_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The ``agent``, ``algorithm`` and ``hparams`` dicts of ``args.algo``: the options given,
-    the method's defaults for the rest. An option of another method is an error naming the
-    method's own."""
-    own = method(args.algo).settings()
-    dests = [_dest(f) for fields in own.values() for f in fields]
-    foreign = [d for d in METHOD_OPTIONS if d not in dests and getattr(args, d) is not None]
-    if foreign:
-        raise ValueError(f"{_flags(foreign)} are not settings of {args.algo}; its settings: {_flags(dests)}")
-
-    def pick(f: dataclasses.Field) -> Any:
-        given = getattr(args, _dest(f))
-        return f.default if given is None else given
-
-    return {section: {f.name: pick(f) for f in fields} for section, fields in own.items()}
 
 
 def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> RunConfig:
@@ -229,85 +157,6 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
         greedy=args.greedy,
         stop_if=DEFAULT_STOP_IF if args.stop_if is None else tuple(args.stop_if),
     )
-
-
-#: What a --resume may change (options by dest): the run's length, the traced values (the
-#: method's hyperparameters and the environment's parameters) and the evaluation settings.
-RESUMABLE = ("updates", "ues", "p_arrival", "tbler", "churn", "reward", "chunk", "eval_every", "eval_ues")
-RESUMABLE += ("eval_episodes", "greedy", "stop_if")
-
-
-def _saved_values(saved: RunConfig) -> dict[str, Any]:
-    """Every option's value in a saved run, by dest, in the form the option parses to."""
-    env, params = saved.build_env(), saved.base_hparams().env
-    presets = [
-        k for k, w in REWARD_PRESETS.items() if all(saved.env_params.get(n) == v for n, v in w.items())
-    ]
-    values: dict[str, Any] = {
-        "algo": saved.algo,
-        "no_comm": saved.no_comm,
-        "seed": saved.seeds[0],
-        "seeds": list(saved.seeds),
-        "sweep": [(k, tuple(v)) for k, v in saved.grid.items()],
-        "ues": list(range(int(params.n_min), int(params.n_max) + 1)),
-        "reward": presets[0] if presets else None,
-        "chunk": saved.chunk,
-        "eval_every": saved.eval_every,
-        "eval_ues": None if saved.eval_ues is None else list(saved.eval_ues),
-        "eval_episodes": saved.eval_episodes,
-        "greedy": saved.greedy,
-        "stop_if": list(saved.stop_if),
-    }
-    values |= {k: getattr(env, k) for k in SHAPE_OPTIONS}
-    values |= {k: float(f"{float(getattr(params, k)):.7g}") for k in ("p_arrival", "tbler", "churn")}
-    for section, fields in saved.method.settings().items():
-        values |= {_dest(f): getattr(saved, section).get(f.name, f.default) for f in fields}
-    return values
-
-
-def resumed_config(
-    saved: RunConfig, args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]
-) -> tuple[RunConfig, dict[str, tuple[Any, Any]]]:
-    """The saved run with the options given on this ``--resume`` applied, and the changes
-    (option -> (old, new)). An option that may not change between segments (shapes, the
-    method's structure, episodes, seeds) is an error naming it, unless it repeats the saved value.
-    A ``--preset``'s values are defaults, which a resumed run's own settings replace."""
-    saved_values = _saved_values(saved)
-    not_settings = ("out", "resume", "preset", "previous_checkpoint")  # a preset sets defaults only
-    given = {d for d in args.given if d not in not_settings}
-    hparams = {_dest(f): f.name for f in saved.method.settings()["hparams"]}
-    foreign = sorted(d for d in given if d in METHOD_OPTIONS and d not in saved_values)
-    if foreign:
-        raise ValueError(f"{_flags(foreign)} are not settings of the run's method {saved.algo}")
-    requested = {"seeds": list(seeds), "sweep": list(grid.items())}
-    changes = {
-        d: (saved_values[d], requested.get(d, getattr(args, d)))
-        for d in sorted(given)
-        if requested.get(d, getattr(args, d)) != saved_values[d]
-    }
-    fixed = [d for d in changes if d not in RESUMABLE and d not in hparams]
-    if fixed:
-        shown = ", ".join(f"{_flags([d])[0]} ({changes[d][0]} -> {changes[d][1]})" for d in fixed)
-        raise ValueError(
-            f"--resume cannot change {shown}: it fixes the run's shapes or compiled program; "
-            "train into a new directory instead"
-        )
-    new = {d: v for d, (_, v) in changes.items()}
-    env_params = dict(saved.env_params)
-    if "ues" in new:
-        env_params |= {"n_min": min(new["ues"]), "n_max": max(new["ues"])}
-    env_params |= {k: new[k] for k in ("p_arrival", "tbler", "churn") if k in new}
-    env_params |= REWARD_PRESETS[new["reward"]] if "reward" in new else {}
-    config = dataclasses.replace(
-        saved,
-        algorithm={**saved.algorithm, **({"updates": new["updates"]} if "updates" in new else {})},
-        hparams={**saved.hparams, **{hparams[d]: v for d, v in new.items() if d in hparams}},
-        env_params=env_params,
-        **{k: new[k] for k in ("chunk", "eval_every", "eval_episodes", "greedy") if k in new},
-        **({"stop_if": tuple(new["stop_if"])} if "stop_if" in new else {}),
-        **({"eval_ues": tuple(new["eval_ues"])} if "eval_ues" in new else {}),
-    )
-    return config, changes
 
 
 def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> int:
