@@ -8,6 +8,7 @@ stack of members (a single run is a sweep of one), checkpoints, metrics and eval
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, Params
+from jaxmac.env import EnvParams, EnvState, Observation, UDTSEnv
 from jaxmac.env.params import is_concrete
 
 #: The name of the mesh axis the parallel episodes are sharded over.
@@ -57,6 +59,37 @@ class Algorithm(Protocol):
         """The agent's parameters in a state (what evaluation acts with); it only selects, so a
         stack of states gives the stack of parameters."""
         ...
+
+
+def check_counts(config: Any) -> None:
+    """For an algorithm settings dataclass's ``__post_init__``: every field is an integer >= 1
+    (episodes, lengths, sizes, steps); a field whose default is None may be None (derived later,
+    e.g. ``rollout_len`` from ``episode_len``). A bad one is an error naming it."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None and f.default is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{f.name} must be an integer >= 1, got {value!r}")
+
+
+def check_mesh(mesh: Mesh | None, num_envs: int) -> None:
+    """The parallel episodes must split evenly over the mesh's devices."""
+    if mesh is not None and num_envs % mesh.size:
+        raise ValueError(f"num_envs={num_envs} must be a multiple of the {mesh.size} devices")
+
+
+def reset_episodes(
+    env: UDTSEnv, key: jax.Array, num_envs: int, env_params: EnvParams, mesh: Mesh | None
+) -> tuple[Observation, EnvState]:
+    """``num_envs`` fresh episodes (leading axis E), laid out over ``mesh``."""
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+    return constrain_episodes(mesh, obs), constrain_episodes(mesh, env_state)
+
+
+def specs_like(tree: Any, spec: P) -> Any:
+    """``tree`` with every leaf replaced by ``spec`` (for ``Algorithm.partition_specs``)."""
+    return jax.tree.map(lambda _: spec, tree)
 
 
 def store_checked(hparams: Any, ranges: dict[str, tuple[float, float, bool]]) -> None:

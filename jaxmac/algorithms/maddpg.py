@@ -38,10 +38,14 @@ from jaxmac.agents import Agent, Choices, OneHots, Params, fuse
 from jaxmac.agents.mappo import MLP, bs_features, feature_sizes, ue_features
 from jaxmac.algorithms.base import (
     EPISODE_AXIS,
+    check_counts,
+    check_mesh,
     constrain_episodes,
     global_norm,
     optimizer,
+    reset_episodes,
     run_updates,
+    specs_like,
     store_checked,
 )
 from jaxmac.algorithms.rollout import rollout
@@ -63,12 +67,7 @@ class MADDPGConfig:
     updates: int = setting(100, "updates in total")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name == "rollout_len":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{f.name} must be an integer >= 1, got {value!r}")
+        check_counts(self)
 
 
 #: Allowed (low, high, low inclusive) of every scalar of ``MADDPGHParams``.
@@ -172,10 +171,7 @@ class MADDPG:
     mesh: Mesh | None = None  # the host loop's device mesh (None: no sharding constraints)
 
     def __post_init__(self) -> None:
-        if self.mesh is not None and self.config.num_envs % self.mesh.size:
-            raise ValueError(
-                f"num_envs={self.config.num_envs} must be a multiple of the {self.mesh.size} devices"
-            )
+        check_mesh(self.mesh, self.config.num_envs)
         if self.rollout_len < 2:
             raise ValueError(
                 f"rollout_len must be >= 2 (a transition pairs two TTIs), got {self.rollout_len}"
@@ -229,8 +225,7 @@ class MADDPG:
         key, actor_key, critic_key, reset_key = jax.random.split(key, 4)
         params = self.agent.init(actor_key)
         critic = nnx.to_pure_dict(nnx.split(Critic(env, self.config.critic_hidden, nnx.Rngs(critic_key)))[1])
-        reset_keys = jax.random.split(reset_key, self.config.num_envs)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, hp.env)
+        obs, env_state = reset_episodes(env, reset_key, self.config.num_envs, hp.env, self.mesh)
         no_choice = jnp.zeros(env.max_ues, jnp.int32)
         item = self._stored(
             jax.tree.map(lambda x: x[0], obs), Choices(no_choice, no_choice), jnp.float32(0), jnp.bool_(False)
@@ -249,8 +244,8 @@ class MADDPG:
             actor_opt=optimizer(hp).init(params),
             critic_opt=optimizer(hp).init(critic),
             buffer=buffer,
-            env_state=self._episodes(env_state),
-            obs=self._episodes(obs),
+            env_state=env_state,
+            obs=obs,
             key=key,
             update=jnp.zeros((), jnp.int32),
         )
@@ -260,17 +255,16 @@ class MADDPG:
         replicated."""
         env = self.agent.env
         abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0), MADDPGHParams(env=env.default_params))
-        everywhere = lambda tree, spec: jax.tree.map(lambda _: spec, tree)  # noqa: E731
         nets = ("params", "critic", "target_params", "target_critic", "actor_opt", "critic_opt")
         return abstract.replace(
-            **{name: everywhere(getattr(abstract, name), P()) for name in nets},
+            **{name: specs_like(getattr(abstract, name), P()) for name in nets},
             buffer=abstract.buffer.replace(
-                experience=everywhere(abstract.buffer.experience, P(EPISODE_AXIS)),
+                experience=specs_like(abstract.buffer.experience, P(EPISODE_AXIS)),
                 current_index=P(),
                 is_full=P(),
             ),
-            env_state=everywhere(abstract.env_state, P(EPISODE_AXIS)),
-            obs=everywhere(abstract.obs, P(EPISODE_AXIS)),
+            env_state=specs_like(abstract.env_state, P(EPISODE_AXIS)),
+            obs=specs_like(abstract.obs, P(EPISODE_AXIS)),
             key=P(),
             update=P(),
         )

@@ -30,10 +30,14 @@ from jax.sharding import PartitionSpec as P
 from jaxmac.agents import Agent, Params
 from jaxmac.algorithms.base import (
     EPISODE_AXIS,
+    check_counts,
+    check_mesh,
     constrain_episodes,
     global_norm,
     optimizer,
+    reset_episodes,
     run_updates,
+    specs_like,
     store_checked,
 )
 from jaxmac.algorithms.rollout import rollout
@@ -52,12 +56,7 @@ class PPOConfig:
     updates: int = setting(100, "updates in total")
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "epochs", "minibatches", "updates"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.rollout_len is not None and self.rollout_len < 1:
-            raise ValueError(f"rollout_len must be >= 1 or None, got {self.rollout_len!r}")
+        check_counts(self)
 
 
 #: Allowed (low, high, low inclusive) of every scalar of ``HParams``.
@@ -236,10 +235,7 @@ class Trainer:
     mesh: Mesh | None = None  # the host loop's device mesh (None: no sharding constraints)
 
     def __post_init__(self) -> None:
-        if self.mesh is not None and self.config.num_envs % self.mesh.size:
-            raise ValueError(
-                f"num_envs={self.config.num_envs} must be a multiple of the {self.mesh.size} devices"
-            )
+        check_mesh(self.mesh, self.config.num_envs)
         steps = self.config.num_envs * self.rollout_len
         if steps % self.config.minibatches:
             raise ValueError(
@@ -250,12 +246,11 @@ class Trainer:
         """Environment states and observations split over the episode axis, the rest replicated."""
         env = self.agent.env
         abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0), HParams(env=env.default_params))
-        everywhere = lambda tree, spec: jax.tree.map(lambda _: spec, tree)  # noqa: E731
         return abstract.replace(
-            params=everywhere(abstract.params, P()),
-            opt_state=everywhere(abstract.opt_state, P()),
-            env_state=everywhere(abstract.env_state, P(EPISODE_AXIS)),
-            obs=everywhere(abstract.obs, P(EPISODE_AXIS)),
+            params=specs_like(abstract.params, P()),
+            opt_state=specs_like(abstract.opt_state, P()),
+            env_state=specs_like(abstract.env_state, P(EPISODE_AXIS)),
+            obs=specs_like(abstract.obs, P(EPISODE_AXIS)),
             key=P(),
             update=P(),
         )
@@ -278,13 +273,12 @@ class Trainer:
         env = self.agent.env
         key, init_key, reset_key = jax.random.split(key, 3)
         params = self.agent.init(init_key)
-        reset_keys = jax.random.split(reset_key, self.config.num_envs)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, hp.env)
+        obs, env_state = reset_episodes(env, reset_key, self.config.num_envs, hp.env, self.mesh)
         return RunnerState(
             params=params,
             opt_state=optimizer(hp).init(params),
-            env_state=self._episodes(env_state),
-            obs=self._episodes(obs),
+            env_state=env_state,
+            obs=obs,
             key=key,
             update=jnp.zeros((), jnp.int32),
         )
