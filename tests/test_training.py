@@ -135,8 +135,9 @@ def test_a_metric_beyond_a_stop_if_bound_stops_the_run_before_saving(tmp_path):
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
     with pytest.raises(ValueError, match=r"stop_if names 'kl', which this run does not report"):
         train_run(dataclasses.replace(SMALL, stop_if=("kl>1",)), tmp_path / "s", log=lambda _: None)
-    with pytest.raises(ValueError, match="stop_if entries must be NAME>VALUE or NAME<VALUE"):
-        dataclasses.replace(SMALL, stop_if=("loss=1",))
+    for bad in ("loss=1", "loss>nan", "entropy<-inf"):
+        with pytest.raises(ValueError, match="stop_if entries must be NAME>VALUE or NAME<VALUE"):
+            dataclasses.replace(SMALL, stop_if=(bad,))
     assert RunConfig.from_json(collapsed.to_json()) == collapsed
 
 

@@ -58,6 +58,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             run = Run.build(RunConfig.load(directory), directory)
             _check_shape_options(args, run)
             kept = directory / ("best" if args.best else "checkpoints")
+            if args.best and not kept.is_dir():
+                raise FileNotFoundError(
+                    f"{directory} has no best checkpoint yet (kept in {kept} when the run evaluates: "
+                    "at its end, or every --eval-every chunks)"
+                )
             with Checkpoints(kept, create=False) as checkpoints:  # reads only
                 runs.append((run, run.restore(checkpoints)))
         if runs:

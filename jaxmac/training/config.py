@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,22 @@ DEFAULT_STOP_IF = ("loss>1e6",)
 
 
 def parse_bound(text: str) -> tuple[str, str, float]:
-    """``"loss>1e6"`` -> ("loss", ">", 1e6); an error naming the form otherwise."""
+    """``"loss>1e6"`` -> ("loss", ">", 1e6); an error naming the form otherwise, also for a
+    bound that is not a finite number (NaN would never be crossed: a guard silently off)."""
     for op in (">", "<"):
         name, found, value = text.partition(op)
         if found and name.strip():
             try:
-                return name.strip(), op, float(value)
+                bound = float(value)
             except ValueError:
                 break
+            if math.isfinite(bound):
+                return name.strip(), op, bound
+            break
     raise ValueError(
-        f"stop_if entries must be NAME>VALUE or NAME<VALUE (e.g. loss>1e6, entropy<0.01), got {text!r}"
+        "stop_if entries must be NAME>VALUE or NAME<VALUE with a finite VALUE (e.g. loss>1e6, "
+        f"entropy<0.01), "
+        f"got {text!r}"
     )
 
 
