@@ -69,8 +69,10 @@ def test_eval_refuses_an_unwritable_out_before_evaluating(tmp_path, capsys):
     with pytest.raises(SystemExit, match="is a directory"):
         main(["eval", "--episodes", "2", "--out", str(tmp_path)])
     (tmp_path / "file").write_text("")
-    with pytest.raises(SystemExit, match="cannot create"):
+    with pytest.raises(SystemExit, match="file is a file, not a directory"):
         main(["eval", "--episodes", "2", "--out", str(tmp_path / "file" / "rows.json")])
+    with pytest.raises(SystemExit, match="cannot create"):
+        main(["eval", "--episodes", "2", "--out", str(tmp_path / "file" / "sub" / "rows.json")])
     assert "contention_free" not in capsys.readouterr().out  # nothing was evaluated
 
 

@@ -124,3 +124,11 @@ def test_zero_episodes_is_an_error_naming_the_field_not_a_default(tmp_path):
         main(["eval", "--policy", "random", "--ues", "1", "--episodes", "0"])
     with pytest.raises(SystemExit, match="eval_episodes must be >= 1"):
         main(["train", *SMALL[:-2], "--eval-episodes", "0", "--updates", "1", "--out", str(tmp_path / "r")])
+
+
+def test_train_refuses_an_out_that_cannot_be_a_run_directory_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match="is a file; give a run directory"):
+        main(["train", "--out", str(tmp_path / "file")])
+    with pytest.raises(SystemExit, match=r"file/r: cannot create it \(Not a directory\)"):
+        main(["train", "--out", str(tmp_path / "file" / "r")])

@@ -20,6 +20,7 @@ from jaxmac.agents import LearnedPolicy
 from jaxmac.evaluation import evaluate
 from jaxmac.protocols import make_protocol
 from jaxmac.training import (
+    CheckpointNotWritten,
     Checkpoints,
     DamagedCheckpoint,
     Run,
@@ -380,9 +381,36 @@ def test_a_chunk_longer_than_the_compiled_one_is_an_error_naming_n(tmp_path):
             run.chunk(state, n)
 
 
-def test_a_run_configuration_of_another_version_is_an_error_naming_its_fields():
+def test_a_run_configuration_of_another_version_is_an_error_naming_its_fields(tmp_path):
+    (tmp_path / "config.json").write_text('{"algo": ')  # cut short
+    with pytest.raises(ValueError, match=r"config.json cannot be read as a run configuration: Expecting"):
+        RunConfig.load(tmp_path)
     data = SMALL.to_json()
     data["ppo"] = data.pop("algorithm")  # how run directories before the methods registry wrote it
     with pytest.raises(ValueError, match=r"fields \['ppo'\] this jaxmac does not know"):
         RunConfig.from_json(data)
     assert RunConfig.from_json(SMALL.to_json()) == SMALL
+
+
+def test_a_checkpoint_that_cannot_be_written_names_the_step_and_the_intact_one(tmp_path):
+    checkpoints = Checkpoints(tmp_path / "checkpoints")
+    state = {"step": jnp.ones(())}
+    checkpoints.save(2, state)
+    real_save = checkpoints.manager.save
+
+    def disk_fills(step, args, force):  # orbax's report of a full disk, after a partial write
+        (tmp_path / "checkpoints" / f"{step}.orbax-checkpoint-tmp").mkdir()
+        raise ValueError('RESOURCE_EXHAUSTED: writing "step": No space left on device [os_error_code=28]')
+
+    checkpoints.manager.save = disk_fills
+    with pytest.raises(
+        CheckpointNotWritten,
+        match=r"checkpoint 4 could not be written to .* \(no space left on device\); "
+        r"the checkpoint of update 2 is intact",
+    ):
+        checkpoints.save(4, state)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+    checkpoints.manager.save = real_save
+    checkpoints.save(4, state)
+    assert checkpoints.latest() == 4
+    checkpoints.close()

@@ -40,6 +40,8 @@ def _check_writable(out: Path | None) -> None:
         return
     if out.is_dir():
         raise SystemExit(f"error: --out {out} is a directory; give the JSON file's name")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise SystemExit(f"error: --out {out}: {out.parent} is a file, not a directory")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -115,7 +117,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise SystemExit(f"error: {e}") from None
     print(table.format())
     if args.out is not None:
-        write_json_atomic(args.out, table.rows)
+        try:
+            write_json_atomic(args.out, table.rows)
+        except OSError as e:
+            raise SystemExit(
+                f"error: --out {args.out} not written ({e.strerror}); the table above holds the rows"
+            ) from None
         console.print(f"wrote {len(table.rows)} rows to {args.out}")
     return 0
 

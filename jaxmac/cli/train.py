@@ -4,6 +4,7 @@ the method's own options come from the settings it declares (``jaxmac.training.M
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from jaxmac.training import (
     DEFAULT_STOP_IF,
     METHODS,
     SWEEPABLE,
+    CheckpointNotWritten,
     DamagedCheckpoint,
     RunConfig,
     RunLocked,
@@ -159,8 +161,31 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
     )
 
 
+def check_run_directory(out: Path) -> None:
+    """Fail before any work when ``--out`` cannot be a run directory (a file, a path under a
+    file, an unwritable place)."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file; give a run directory (created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: --out {out}: cannot create it ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise SystemExit(f"error: --out {out} is not writable")
+
+
+def _os_error(e: OSError) -> str:
+    """One line for a file-system error: the OS's reason and the path it names."""
+    if e.strerror is None:  # raised by jaxmac with a whole message
+        return str(e)
+    where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+    return f"{where}: {e.strerror}; the run's checkpoints so far are intact (--resume continues)"
+
+
 def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> int:
     console = Console(stderr=True)
+    if not args.resume:
+        check_run_directory(args.out)
     try:
         changes: dict[str, tuple[Any, Any]] = {}
         if args.resume:  # a run directory's own settings (a directory without a run is an error)
@@ -201,15 +226,10 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
                 log=console.print,
                 on_chunk=on_chunk,
             )
-        except (
-            TrainingDiverged,
-            RunLocked,
-            DamagedCheckpoint,
-            FileExistsError,
-            FileNotFoundError,
-            ValueError,
-        ) as e:
+        except (TrainingDiverged, RunLocked, DamagedCheckpoint, CheckpointNotWritten, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
+        except OSError as e:
+            raise SystemExit(f"error: {_os_error(e)}") from None
     console.print(
         f"{result.updates} updates; {result.env_steps_per_s:,.0f} env-steps/s while training "
         f"(compile {result.compile_s:.1f} s excluded)"

@@ -1,6 +1,6 @@
 """Training runs: the registry of methods, configuration, the host loop, checkpoints."""
 
-from jaxmac.training.checkpoint import Checkpoints, DamagedCheckpoint
+from jaxmac.training.checkpoint import CheckpointNotWritten, Checkpoints, DamagedCheckpoint
 from jaxmac.training.config import DEFAULT_STOP_IF, SWEEPABLE, RunConfig
 from jaxmac.training.files import RunLock, RunLocked, write_json_atomic
 from jaxmac.training.loop import Run, RunResult, TrainingDiverged, over_members, train_run
@@ -11,6 +11,7 @@ __all__ = [
     "METHODS",
     "SWEEPABLE",
     "Checkpoints",
+    "CheckpointNotWritten",
     "DamagedCheckpoint",
     "Method",
     "Run",

@@ -54,10 +54,10 @@ def _names(tree: Any) -> set[str]:
     return {".".join(path) for path, _ in _paths(tree)}
 
 
-def _silence_failed_read_reports() -> None:
-    """Drop the unraisable reports of checkpoint reads that fail after the first failure was
-    raised: orbax's read coroutines collected unfinished, and tensorstore's callbacks finding
-    orbax's event loop closed (every other report passes)."""
+def _silence_failed_io_reports() -> None:
+    """Drop the unraisable reports of checkpoint reads or writes that fail after the first
+    failure was raised: orbax's coroutines collected unfinished, and tensorstore's callbacks
+    finding orbax's event loop closed (every other report passes)."""
     hook = sys.unraisablehook
     if getattr(hook, "silences_failed_reads", False):
         return
@@ -84,6 +84,11 @@ class DamagedCheckpoint(RuntimeError):
     """A checkpoint's files cannot be read (cut short, corrupted)."""
 
 
+class CheckpointNotWritten(RuntimeError):
+    """A checkpoint could not be written (a full disk, a directory made read-only); the
+    checkpoints written before it are intact."""
+
+
 class Checkpoints:
     """The checkpoints of one run, kept under ``directory`` (the newest ``keep``). A context
     manager: leaving it closes the manager. ``create=False`` reads without creating anything."""
@@ -102,8 +107,43 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(_nested(state)), force=True)
-        self.manager.wait_until_finished()
+        """Write ``state`` as checkpoint ``step``. Any failure while writing (orbax and
+        tensorstore report a full disk in several ways) becomes one ``CheckpointNotWritten``
+        naming the step, the directory and the checkpoint to resume from; the partial files are
+        removed, so they hold no space."""
+        _silence_failed_io_reports()
+        orbax_log = logging.getLogger("absl")
+        level = orbax_log.level
+        orbax_log.setLevel(logging.CRITICAL)  # orbax logs the failure from its thread, then raises it
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave(_nested(state)), force=True)
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            failed = self._not_written(step, (str(e).strip().splitlines() or [type(e).__name__])[0])
+        else:
+            return
+        finally:
+            orbax_log.setLevel(level)
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        gc.collect()
+        for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise failed
+
+    def _not_written(self, step: int, reason: str) -> CheckpointNotWritten:
+        if "No space left on device" in reason:
+            reason = "no space left on device"
+        kept = self.manager.all_steps()
+        return CheckpointNotWritten(
+            f"checkpoint {step} could not be written to {self.directory} ({reason[:200]}); "
+            + (
+                f"the checkpoint of update {max(kept)} is intact: free space, then `jaxmac train "
+                "--out RUN --resume` continues from it"
+                if kept
+                else "no checkpoint was written yet: free space, then `jaxmac train --out RUN --resume` "
+                "starts the run from its beginning"
+            )
+        )
 
     def restore(self, step: int, like: Any) -> Any:
         """The state saved at ``step``, in the structure (and shardings) of ``like``; a leaf of
@@ -135,7 +175,7 @@ class Checkpoints:
         other reads of a damaged checkpoint (orbax's asyncio tasks, tensorstore's callbacks)
         fail too, some after orbax's event loop is closed: their reports are silenced, so the
         one error says it all."""
-        _silence_failed_read_reports()
+        _silence_failed_io_reports()
         try:
             return read()
         except Exception as e:  # noqa: BLE001

@@ -204,4 +204,7 @@ class RunConfig:
                 f"{run_dir} is not a jaxmac run directory: it has no config.json (to start a run there, "
                 "train without --resume)"
             )
-        return cls.from_json(json.loads(path.read_text()))
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # not JSON, not a run configuration
+            raise ValueError(f"{path} cannot be read as a run configuration: {e}") from None

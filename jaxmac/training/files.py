@@ -23,15 +23,20 @@ def write_json_atomic(path: Path, payload: object) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``path`` replaced by ``text`` at once (a temporary file beside it, then a rename)."""
+    """``path`` replaced by ``text`` at once (a temporary file beside it, then a rename); a
+    failed write (a full disk) leaves ``path`` as it was and no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class RunLocked(RuntimeError):
