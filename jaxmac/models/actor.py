@@ -100,11 +100,7 @@ class LanguageActorCritic(nnx.Module):
         ids = jnp.broadcast_to(candidates.ids, (p, *candidates.ids.shape))  # (P, C, Lc)
         mask = jnp.broadcast_to(candidates.mask, ids.shape)
         encoded = self.t5.encode(prompt_ids, prompt_mask)
-        start = jnp.full((*ids.shape[:2], 1), self.t5.cfg.decoder_start_token_id, jnp.int32)
-        decoder_ids = jnp.concatenate([start, ids[..., :-1]], axis=-1)  # teacher forcing
-        decoder_mask = jnp.concatenate([jnp.ones_like(start, bool), mask[..., :-1]], axis=-1)
-        hidden = self.t5.decode(decoder_ids, encoded, prompt_mask, decoder_mask)  # (P, C, Lc, d)
-        logits = self.t5.lm_logits(hidden)  # (P, C, Lc, V)
+        hidden, logits = self.t5.teacher_forced(ids, mask, encoded, prompt_mask)  # (P, C, Lc, d | V)
         token = jnp.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
         if not raw_logits:
             token = token - jax.nn.logsumexp(logits, axis=-1)  # log p(token | prompt, prefix)

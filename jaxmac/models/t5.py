@@ -3,7 +3,12 @@
 Gated-GELU feed-forward, RMS layer norm without mean subtraction or bias, unscaled dot-product
 attention with relative position buckets computed in each stack's first layer and shared by
 the others, untied LM head (or tied, and the T5 v1.0 d_model**-0.5 rescale, as configured).
-No dropout: the model is deterministic, at inference and in PPO fine-tuning alike.
+No dropout: the model is deterministic, at inference and in PPO fine-tuning alike. A model
+drawn at random (``tiny``, Abl. PK) is initialised as transformers initialises a T5: every
+projection N(0, 1/fan) with T5's fans (the query's d_model * d_kv: the unscaled attention's
+scale), the embedding and LM head N(0, 1); with Flax's default (lecun) draws instead, the
+attention starts so sharp that the tiny model never learned to bind a prompt's UE lines to
+their numbers.
 Parameters are float32; ``dtype`` sets the compute dtype (e.g. bfloat16); norms and softmax
 always run in float32.
 
@@ -34,8 +39,17 @@ class RMSNorm(nnx.Module):
         return (self.weight[...] * x32).astype(self.dtype)
 
 
-def _dense(d_in: int, d_out: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(d_in, d_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+def _dense(d_in: int, d_out: int, std: float, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    """A bias-free projection drawn from N(0, std^2), as T5 initialises each of its projections."""
+    init = nnx.initializers.normal(std)
+    return nnx.Linear(
+        d_in, d_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=init, rngs=rngs
+    )
+
+
+def _embed(count: int, dim: int, std: float, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Embed:
+    init = nnx.initializers.normal(std)
+    return nnx.Embed(count, dim, dtype=dtype, param_dtype=jnp.float32, embedding_init=init, rngs=rngs)
 
 
 def relative_position_bucket(
@@ -66,20 +80,21 @@ class Attention(nnx.Module):
         self, cfg: T5Config, relative_bias: bool, bidirectional: bool, dtype: jnp.dtype, rngs: nnx.Rngs
     ) -> None:
         inner = cfg.num_heads * cfg.d_kv
-        self.q = _dense(cfg.d_model, inner, dtype, rngs)
-        self.k = _dense(cfg.d_model, inner, dtype, rngs)
-        self.v = _dense(cfg.d_model, inner, dtype, rngs)
-        self.o = _dense(inner, cfg.d_model, dtype, rngs)
+        self.q = _dense(cfg.d_model, inner, (cfg.d_model * cfg.d_kv) ** -0.5, dtype, rngs)
+        self.k = _dense(cfg.d_model, inner, cfg.d_model**-0.5, dtype, rngs)
+        self.v = _dense(cfg.d_model, inner, cfg.d_model**-0.5, dtype, rngs)
+        self.o = _dense(inner, cfg.d_model, inner**-0.5, dtype, rngs)
         self.relative_attention_bias = (
-            nnx.Embed(cfg.relative_attention_num_buckets, cfg.num_heads, param_dtype=jnp.float32, rngs=rngs)
+            _embed(cfg.relative_attention_num_buckets, cfg.num_heads, cfg.d_model**-0.5, jnp.float32, rngs)
             if relative_bias
             else None
         )
         self.cfg, self.bidirectional = cfg, bidirectional
 
-    def position_bias(self, q_len: int, k_len: int) -> jax.Array:
-        """(1, H, q_len, k_len) float32 learned bias of each query/key offset."""
-        relative = jnp.arange(k_len)[None, :] - jnp.arange(q_len)[:, None]
+    def position_bias(self, q_len: int, k_len: int, offset: jax.Array | int = 0) -> jax.Array:
+        """(1, H, q_len, k_len) float32 learned bias of each query/key offset; the queries sit at
+        positions ``offset + [0, q_len)`` (a decoding step's query is at its step)."""
+        relative = jnp.arange(k_len)[None, :] - (offset + jnp.arange(q_len))[:, None]
         buckets = relative_position_bucket(
             relative,
             self.bidirectional,
@@ -88,24 +103,28 @@ class Attention(nnx.Module):
         )
         return jnp.transpose(self.relative_attention_bias(buckets), (2, 0, 1))[None].astype(jnp.float32)
 
+    def heads(self, projection: nnx.Module, x: jax.Array) -> jax.Array:
+        """(B, S, d) -> (B, S, H, d_kv): ``projection`` (``self.q``, ``k`` or ``v``) split into heads."""
+        return projection(x).reshape(*x.shape[:2], self.cfg.num_heads, self.cfg.d_kv)
+
+    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
+        """Queries (B, Q, H, d_kv) over keys and values (B, K, H, d_kv) -> (B, Q, d)."""
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) + bias
+        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return self.o(out.reshape(*q.shape[:2], -1))
+
     def __call__(self, x: jax.Array, kv: jax.Array, bias: jax.Array) -> jax.Array:
         """x: (B, Q, d) queries; kv: (B, K, d) keys/values; bias: (B or 1, H, Q, K) float32,
         position bias plus -inf-like entries where attention is masked."""
-        h, dk = self.cfg.num_heads, self.cfg.d_kv
-        q = self.q(x).reshape(*x.shape[:2], h, dk)
-        k = self.k(kv).reshape(*kv.shape[:2], h, dk)
-        v = self.v(kv).reshape(*kv.shape[:2], h, dk)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) + bias
-        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(*x.shape[:2], h * dk)
-        return self.o(out)
+        return self.attend(self.heads(self.q, x), self.heads(self.k, kv), self.heads(self.v, kv), bias)
 
 
 class GatedGeluFF(nnx.Module):
     def __init__(self, cfg: T5Config, dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
-        self.wi_0 = _dense(cfg.d_model, cfg.d_ff, dtype, rngs)
-        self.wi_1 = _dense(cfg.d_model, cfg.d_ff, dtype, rngs)
-        self.wo = _dense(cfg.d_ff, cfg.d_model, dtype, rngs)
+        self.wi_0 = _dense(cfg.d_model, cfg.d_ff, cfg.d_model**-0.5, dtype, rngs)
+        self.wi_1 = _dense(cfg.d_model, cfg.d_ff, cfg.d_model**-0.5, dtype, rngs)
+        self.wo = _dense(cfg.d_ff, cfg.d_model, cfg.d_ff**-0.5, dtype, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.wo(jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x))
@@ -147,7 +166,7 @@ class DecoderBlock(nnx.Module):
         return x + self.ff(self.ff_norm(x))
 
 
-def _mask_bias(mask: jax.Array) -> jax.Array:
+def mask_bias(mask: jax.Array) -> jax.Array:
     """(B, K) or (B, Q, K) bool -> additive float32 bias broadcastable to (B, H, Q, K)."""
     mask = mask[:, None, None, :] if mask.ndim == 2 else mask[:, None]
     return jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)
@@ -160,19 +179,21 @@ class T5(nnx.Module):
 
     def __init__(self, cfg: T5Config, *, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs) -> None:
         self.cfg, self.dtype = cfg, dtype
-        self.shared = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.shared = _embed(cfg.vocab_size, cfg.d_model, 1.0, dtype, rngs)
         self.encoder = nnx.List([EncoderBlock(cfg, i == 0, dtype, rngs) for i in range(cfg.num_layers)])
         self.encoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
         self.decoder = nnx.List(
             [DecoderBlock(cfg, i == 0, dtype, rngs) for i in range(cfg.num_decoder_layers)]
         )
         self.decoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
-        self.lm_head = None if cfg.tie_word_embeddings else _dense(cfg.d_model, cfg.vocab_size, dtype, rngs)
+        self.lm_head = (
+            None if cfg.tie_word_embeddings else _dense(cfg.d_model, cfg.vocab_size, 1.0, dtype, rngs)
+        )
 
     def encode(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
         """(B, L) ids and mask -> (B, L, d) final-normed encoder states."""
         length = input_ids.shape[1]
-        bias = self.encoder[0].attention.position_bias(length, length) + _mask_bias(attention_mask)
+        bias = self.encoder[0].attention.position_bias(length, length) + mask_bias(attention_mask)
         x = self.shared(input_ids)
         for block in self.encoder:
             x = block(x, bias)
@@ -195,13 +216,25 @@ class T5(nnx.Module):
         if decoder_attention_mask is not None:
             keys = decoder_attention_mask if grouped else decoder_attention_mask[:, None]
             causal = causal & keys.reshape(b * c, 1, length).astype(bool)
-        self_bias = self.decoder[0].self_attention.position_bias(length, length) + _mask_bias(causal)
-        cross_bias = _mask_bias(attention_mask)
+        self_bias = self.decoder[0].self_attention.position_bias(length, length) + mask_bias(causal)
+        cross_bias = mask_bias(attention_mask)
         x = self.shared(ids)
         for block in self.decoder:
             x = block(x, encoded, self_bias, cross_bias)
         x = self.decoder_norm(x)
         return x if grouped else x[:, 0]
+
+    def teacher_forced(
+        self, answer_ids: jax.Array, answer_mask: jax.Array, encoded: jax.Array, attention_mask: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Answers (B, A) or (B, C, A) ids and mask (``</s>`` included), fed shifted right behind
+        the decoder start token -> (decoder states (..., A, d), logits (..., A, V)): position j
+        predicts answer token j from the prompt and the answer's tokens before it."""
+        start = jnp.full((*answer_ids.shape[:-1], 1), self.cfg.decoder_start_token_id, jnp.int32)
+        decoder_ids = jnp.concatenate([start, answer_ids[..., :-1]], axis=-1)
+        decoder_mask = jnp.concatenate([jnp.ones_like(start, bool), answer_mask[..., :-1]], axis=-1)
+        hidden = self.decode(decoder_ids, encoded, attention_mask, decoder_mask)
+        return hidden, self.lm_logits(hidden)
 
     def lm_logits(self, hidden: jax.Array) -> jax.Array:
         """(..., d) decoder states -> (..., V) float32 logits."""
