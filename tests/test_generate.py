@@ -29,11 +29,13 @@ def prompts(seed: int, lengths: list[int], width: int, vocab: int) -> tuple[jax.
 
 def uncached_greedy(t5: T5, ids: jax.Array, mask: jax.Array, length: int) -> np.ndarray:
     """Step by step without a cache: the whole answer so far through the decoder every step."""
+    graphdef, state = nnx.split(t5)
+    whole = jax.jit(lambda state, decoder: nnx.merge(graphdef, state)(ids, mask, decoder)[:, -1])
     out = np.zeros((ids.shape[0], length), np.int32)
     decoder = np.zeros((ids.shape[0], 1), np.int32)  # the decoder start token
     done = np.zeros(ids.shape[0], bool)
     for t in range(length):
-        logits = t5(ids, mask, jnp.asarray(decoder))[:, -1]
+        logits = whole(state, jnp.asarray(decoder))
         token = np.where(done, 0, np.asarray(jnp.argmax(logits, -1)))
         out[:, t] = token
         done |= token == 1

@@ -83,8 +83,14 @@ class LearnedPolicy:
     greedy: bool = struct.field(pytree_node=False, default=False)
     batched = True
 
-    def __call__(self, key: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> Action:
-        """obs: a batch (E, ...); one key for the whole batch."""
+    def __call__(
+        self, key: jax.Array, obs: Observation, state: EnvState, params: EnvParams
+    ) -> Action | tuple[Action, dict[str, jax.Array]]:
+        """obs: a batch (E, ...); one key for the whole batch. A policy that counts its answers
+        (LLM-PT's ``answer_counts``) returns them beside the action, for the evaluation's rows."""
         del state, params
         policy = self.agent(self.params, obs).policy
-        return policy.to_action(policy.mode() if self.greedy else policy.sample(key))
+        sample = policy.mode() if self.greedy else policy.sample(key)
+        action = policy.to_action(sample)
+        counts = getattr(policy, "answer_counts", None)
+        return action if counts is None else (action, counts(sample))

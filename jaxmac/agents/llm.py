@@ -29,8 +29,62 @@ from jaxmac.models.t5 import T5
 from jaxmac.settings import setting
 
 
+def check_count(name: str, value: Any) -> None:
+    """An agent option that counts something: an integer >= 1, or an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel:
+    """What both language learners (LLM4MAC, LLM-PT) build from their options: the T5 (its
+    shapes), the prompt compiler and the candidate answers' token ids, all with the model's
+    tokenizer, and the checkpoint's T5 weights (None when ``init`` draws them)."""
+
+    t5: T5
+    compiler: PromptCompiler
+    candidates: Candidates
+    t5_params: Params | None
+
+    @classmethod
+    def load(cls, env: UDTSEnv, model: str, pretrained: bool, sie: bool, dtype: Any) -> LanguageModel:
+        t5, tokenizer = load_t5(
+            model, word_tokenizer=lambda: prompt_tokenizer(env), pretrained=pretrained, dtype=dtype
+        )
+        template = PromptTemplate(env, sie)
+        from_checkpoint = pretrained and model != "tiny"
+        return cls(
+            t5=t5,
+            compiler=PromptCompiler(template, tokenizer),
+            candidates=Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer),
+            t5_params=nnx.to_pure_dict(nnx.split(t5)[1]) if from_checkpoint else None,
+        )
+
+
+def t5_init(cfg: T5Config, dtype: Any, checkpoint: Params | None, key: jax.Array) -> Params:
+    """The T5's initial parameters: the checkpoint's, or drawn from ``key``."""
+    if checkpoint is not None:
+        return checkpoint
+    return nnx.to_pure_dict(nnx.split(T5(cfg, dtype=dtype, rngs=nnx.Rngs(key)))[1])
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class LLMAgent:
+class LanguageAgent:
+    """What both language agents hold besides their options (declared by each): the environment,
+    and what their ``build`` makes of a ``LanguageModel``: the T5's configuration, the prompt
+    compiler, the candidates' token ids, the model's graph (its parameters live in ``Params``)
+    and the checkpoint's T5 weights (None when ``init`` draws them)."""
+
+    env: UDTSEnv
+    cfg: T5Config = dataclasses.field(kw_only=True, repr=False)
+    compiler: PromptCompiler = dataclasses.field(kw_only=True, repr=False)
+    candidates: Candidates = dataclasses.field(kw_only=True, repr=False)
+    graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)
+    t5_params: Params | None = dataclasses.field(kw_only=True, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LLMAgent(LanguageAgent):
     """The language actor-critic behind the ``Agent`` interface. ``LLMAgent.build(env, ...)``
     loads the model and makes the rest; the constructor only stores what it is given.
 
@@ -49,7 +103,6 @@ class LLMAgent:
         draws them.
     """
 
-    env: UDTSEnv
     model: str = setting("tiny", "tiny, flan-t5-small|base|large or a checkpoint directory")
     pretrained: bool = setting(True, "start from the checkpoint's weights (without: Abl. PK)")
     sie: bool = setting(True, "structured identity in the prompts (without: Abl. SIE)")
@@ -57,11 +110,6 @@ class LLMAgent:
     value_hidden: int = setting(1024, "value head width")
     dedup_chunk: int = setting(32, "distinct prompts per model call (sets peak memory)")
     dtype: Any = jnp.float32
-    cfg: T5Config = dataclasses.field(kw_only=True, repr=False)
-    compiler: PromptCompiler = dataclasses.field(kw_only=True, repr=False)
-    candidates: Candidates = dataclasses.field(kw_only=True, repr=False)
-    graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)
-    t5_params: Params | None = dataclasses.field(kw_only=True, repr=False)
 
     @classmethod
     def build(cls, env: UDTSEnv, **options: Any) -> LLMAgent:
@@ -69,27 +117,22 @@ class LLMAgent:
         its tokenizer, compile the prompt tables."""
         options = with_defaults(cls, options)
         for name in ("value_hidden", "dedup_chunk"):
-            if isinstance(options[name], bool) or not isinstance(options[name], int) or options[name] < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {options[name]!r}")
-        t5, tokenizer = load_t5(
-            options["model"],
-            word_tokenizer=lambda: prompt_tokenizer(env),
-            pretrained=options["pretrained"],
-            dtype=options["dtype"],
+            check_count(name, options[name])
+        language = LanguageModel.load(
+            env, options["model"], options["pretrained"], options["sie"], options["dtype"]
         )
-        template = PromptTemplate(env, options["sie"])
+        t5 = language.t5
         actor = nnx.eval_shape(
             lambda: LanguageActorCritic(t5, value_hidden=options["value_hidden"], rngs=nnx.Rngs(0))
         )
-        from_checkpoint = options["pretrained"] and options["model"] != "tiny"
         return cls(
             env,
             **options,
             cfg=t5.cfg,
-            compiler=PromptCompiler(template, tokenizer),
-            candidates=Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer),
+            compiler=language.compiler,
+            candidates=language.candidates,
             graphdef=nnx.split(actor)[0],
-            t5_params=nnx.to_pure_dict(nnx.split(t5)[1]) if from_checkpoint else None,
+            t5_params=language.t5_params,
         )
 
     def init(self, key: jax.Array) -> Params:
@@ -97,11 +140,7 @@ class LLMAgent:
         head = nnx.to_pure_dict(
             nnx.split(ValueHead(self.cfg.d_model, self.value_hidden, nnx.Rngs(head_key)))[1]
         )
-        if self.t5_params is not None:
-            t5 = self.t5_params
-        else:
-            t5 = nnx.to_pure_dict(nnx.split(T5(self.cfg, dtype=self.dtype, rngs=nnx.Rngs(t5_key)))[1])
-        return {"t5": t5, "value_head": head}
+        return {"t5": t5_init(self.cfg, self.dtype, self.t5_params, t5_key), "value_head": head}
 
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group

@@ -4,7 +4,8 @@ An agent maps a batch of observations to an ``AgentOutput``: a ``JointPolicy`` a
 value. The algorithms only ``sample`` (or take the ``mode``), score a sample (``log_prob``),
 read the ``entropy`` and turn a sample into the environment's ``Action``; a sample is an
 opaque pytree they store and hand back (PureJaxRL's distribution interface). No-Comm. asks
-the policy for its ``silence``d version.
+the policy for its ``silence``d version. A policy that is only acted with (LLM-PT's generated
+answers, trained by supervision) is an ``ActingPolicy``: sample, mode and to_action.
 
 ``CandidatePolicy`` is the one for MAPPO and LLM4MAC: a categorical over a fixed candidate set
 per decision (each UE's joint buffer action and UCM, the BS's DCM to each UE), fused over the
@@ -22,8 +23,9 @@ from flax import struct
 from jaxmac.env import Action
 
 
-class JointPolicy(Protocol):
-    """The joint policy of every decision of a batch of TTIs (leading axes ``...``)."""
+class ActingPolicy(Protocol):
+    """What acting needs of a policy over every decision of a batch of TTIs (leading axes
+    ``...``): evaluation uses nothing else. LLM-PT's generated answers are such a policy."""
 
     def sample(self, key: jax.Array) -> Any:
         """A random joint decision: an opaque pytree with leading axes ``...``."""
@@ -33,16 +35,20 @@ class JointPolicy(Protocol):
         """The most likely decision of each agent (the paper's greedy test setting)."""
         ...
 
+    def to_action(self, sample: Any) -> Action:
+        """The environment's action for a sample."""
+        ...
+
+
+class JointPolicy(ActingPolicy, Protocol):
+    """A policy reinforcement learning can train: it also scores samples and has an entropy."""
+
     def log_prob(self, sample: Any) -> jax.Array:
         """(...) joint log-probability of ``sample``, differentiable in the policy's inputs."""
         ...
 
     def entropy(self) -> jax.Array:
         """(...) joint entropy (the entropy bonus of PPO)."""
-        ...
-
-    def to_action(self, sample: Any) -> Action:
-        """The environment's action for a sample."""
         ...
 
     def silence(self) -> JointPolicy:
@@ -54,7 +60,7 @@ class JointPolicy(Protocol):
 class AgentOutput:
     """An agent's answer for a batch of observations."""
 
-    policy: JointPolicy
+    policy: ActingPolicy  # a JointPolicy for the learners that reinforcement learning trains
     value: jax.Array | None = None  # (...,) team value (a centralised critic, or Eq. 11's fused
     # values); None for an actor-only agent (MADDPG's critics score actions and are its algorithm's)
 

@@ -1,7 +1,8 @@
-"""Learning algorithms behind one seam (``Algorithm``): PPO (LLM4MAC, Sym. MAPPO) and MADDPG,
-each one compiled loop."""
+"""Learning algorithms behind one seam (``Algorithm``): PPO (LLM4MAC, Sym. MAPPO), MADDPG and
+supervised fine-tuning on the Baseline's answers (LLM-PT), each one compiled loop."""
 
 from jaxmac.algorithms.base import EPISODE_AXIS, Algorithm, optimizer
+from jaxmac.algorithms.demonstrations import Demonstrations, Examples, record_demonstrations
 from jaxmac.algorithms.maddpg import MADDPG, MADDPG_RANGES, MADDPGConfig, MADDPGHParams, MADDPGState
 from jaxmac.algorithms.ppo import (
     HPARAM_RANGES,
@@ -18,12 +19,22 @@ from jaxmac.algorithms.ppo import (
     ppo_objective,
     training_batch,
 )
+from jaxmac.algorithms.supervised import (
+    SUPERVISED_METRICS,
+    SUPERVISED_RANGES,
+    Supervised,
+    SupervisedConfig,
+    SupervisedHParams,
+    SupervisedState,
+)
 
 __all__ = [
     "EPISODE_AXIS",
     "HPARAM_RANGES",
     "Algorithm",
     "Batch",
+    "Demonstrations",
+    "Examples",
     "HParams",
     "MADDPG",
     "MADDPGConfig",
@@ -33,6 +44,12 @@ __all__ = [
     "UPDATE_METRICS",
     "PPOConfig",
     "RunnerState",
+    "SUPERVISED_METRICS",
+    "SUPERVISED_RANGES",
+    "Supervised",
+    "SupervisedConfig",
+    "SupervisedHParams",
+    "SupervisedState",
     "Trainer",
     "Transition",
     "gae",
@@ -40,5 +57,6 @@ __all__ = [
     "normalize",
     "optimizer",
     "ppo_objective",
+    "record_demonstrations",
     "training_batch",
 ]

@@ -32,6 +32,8 @@ from jaxmac.training import (
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
 #: "LLM4MAC on this CPU"; it does not reach the paper's results). ``vf_coef`` 0.02 departs from
 #: docs/SPEC.md §3's 0.5: with returns up to ~100 the value loss otherwise swamps the shared T5's gradient.
+#: ``llm-pt-cpu``: LLM-PT's supervised fine-tuning of the tiny T5 in about 10 minutes here (README,
+#: "LLM-PT on this CPU").
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "llm4mac-cpu": {
         "algo": "llm4mac",
@@ -45,6 +47,18 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "updates": 20,
         "chunk": 5,
         "greedy": True,
+    },
+    "llm-pt-cpu": {
+        "algo": "llm-pt",
+        "model": "tiny",
+        "ues": [2, 3, 4, 5],
+        "episodes": 256,
+        "batch_size": 64,
+        "train_steps": 25,
+        "lr": 1e-3,
+        "updates": 80,
+        "chunk": 10,
+        "eval_ues": [2, 3, 4, 5],
     },
 }
 
@@ -113,7 +127,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-episodes", type=int, default=None, help=f"evaluation episodes per UE count ({defaults})"
     )
-    parser.add_argument("--greedy", action="store_true", help="evaluate the most likely decisions")
+    parser.add_argument(
+        "--greedy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="evaluate the most likely decisions (--no-greedy: sample them; default: llm-pt greedy, "
+        "the others sampled)",
+    )
     parser.add_argument(
         "--stop-if",
         action="append",
@@ -156,7 +176,7 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
         eval_every=args.eval_every,
         eval_ues=None if args.eval_ues is None else tuple(args.eval_ues),
         eval_episodes=method(args.algo).eval_episodes if args.eval_episodes is None else args.eval_episodes,
-        greedy=args.greedy,
+        greedy=method(args.algo).greedy if args.greedy is None else args.greedy,
         stop_if=DEFAULT_STOP_IF if args.stop_if is None else tuple(args.stop_if),
     )
 
@@ -180,6 +200,17 @@ def _os_error(e: OSError) -> str:
         return str(e)
     where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
     return f"{where}: {e.strerror}; the run's checkpoints so far are intact (--resume continues)"
+
+
+#: The metrics the progress line shows, those a method reports, in this order.
+SHOWN_METRICS = ("return", "throughput", "loss", "val_loss", "val_accuracy")
+
+
+def _status(info: dict[str, float]) -> str:
+    """The progress line after a chunk: the training speed and the chunk's last metrics."""
+    rate = info["env_steps_per_s"]
+    speed = f"{rate:,.0f} env-steps/s" if rate > 0 else f"{info['seconds_per_update']:.2f} s/update"
+    return "  ".join([speed, *(f"{k} {info[k]:.3f}" for k in SHOWN_METRICS if k in info)])
 
 
 def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> int:
@@ -210,11 +241,7 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
         task = bar.add_task("train", total=config.updates, status="compiling")
 
         def on_chunk(done: int, total: int, info: dict[str, float]) -> None:
-            status = (
-                f"{info['env_steps_per_s']:,.0f} env-steps/s  return {info['return']:.2f}  "
-                f"throughput {info['throughput']:.3f}  loss {info['loss']:.3f}"
-            )
-            bar.update(task, completed=done, total=total, status=status)
+            bar.update(task, completed=done, total=total, status=_status(info))
 
         try:
             result = train_run(
@@ -230,9 +257,13 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
             raise SystemExit(f"error: {e}") from None
         except OSError as e:
             raise SystemExit(f"error: {_os_error(e)}") from None
+    speed = (
+        f"{result.env_steps_per_s:,.0f} env-steps/s"
+        if result.env_steps_per_s > 0
+        else f"{result.seconds_per_update:.2f} s/update"
+    )
     console.print(
-        f"{result.updates} updates; {result.env_steps_per_s:,.0f} env-steps/s while training "
-        f"(compile {result.compile_s:.1f} s excluded)"
+        f"{result.updates} updates; {speed} while training (compile {result.compile_s:.1f} s excluded)"
     )
     if result.evaluation is not None:
         print(result.evaluation.format())

@@ -51,8 +51,9 @@ def _run_episodes(
     else:
         decide = jax.vmap(policy)
 
-    def act(keys: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> tuple[Action, None]:
-        return decide(keys, obs, state, params), None
+    def act(keys: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> tuple[Action, Any]:
+        decided = decide(keys, obs, state, params)
+        return decided if isinstance(decided, tuple) else (decided, {})
 
     def constrain(tree: Any) -> Any:
         return tree if sharding is None else jax.lax.with_sharding_constraint(tree, sharding)
@@ -68,7 +69,8 @@ def _run_episodes(
         per_episode_params=True,
         constrain=constrain,
     )
-    return jax.tree.map(lambda m: m[-1], trajectory.episode)  # every lane's episode ends at its last TTI
+    metrics = jax.tree.map(lambda m: m[-1], trajectory.episode)  # every lane's episode ends at its last TTI
+    return metrics | {name: jnp.sum(count, axis=0) for name, count in trajectory.kept.items()}
 
 
 run_episodes = jax.jit(_run_episodes, static_argnames=("env", "sharding"))
@@ -99,7 +101,9 @@ class EvaluationTable:
             "buffer_occupancy",
             "return",
         ]
-        cells = [[_cell(row[c]) for c in columns] for row in self.rows]
+        if any("valid_answers_pct" in row for row in self.rows):
+            columns.append("valid_answers_pct")
+        cells = [[_cell(row.get(c, "-")) for c in columns] for row in self.rows]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
         lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
@@ -118,6 +122,10 @@ def _summarise(name: str, n: int, metrics: dict[str, np.ndarray]) -> dict[str, A
         if metric == "throughput":
             std = float(np.std(metrics[metric], ddof=1)) if episodes > 1 else math.nan
             row["throughput_ci95"] = Z_95 * std / math.sqrt(episodes)
+    if "answers" in metrics:  # a generating policy: the share of its answers that parsed
+        row["valid_answers_pct"] = 100.0 * float(
+            np.sum(metrics["valid_answers"]) / np.sum(metrics["answers"])
+        )
     return row
 
 
@@ -172,7 +180,7 @@ def evaluate(
         chunks.append(jax.device_get(out))
         if progress is not None:
             progress(min(stop, total), total)
-    metrics = {m: np.concatenate([c[m] for c in chunks])[:total] for m in METRICS}
+    metrics = {m: np.concatenate([c[m] for c in chunks])[:total] for m in chunks[0]}
     measured_in = environment(env, params)
     rows = [
         _summarise(name, n, {m: v[i * episodes : (i + 1) * episodes] for m, v in metrics.items()})

@@ -35,7 +35,7 @@ from jaxmac.hashing import fmix32
 _SALTS = (0x68E31DA4, 0xB5297A4D)
 
 
-def _row_hash(keys: jax.Array, salt: int) -> jax.Array:
+def row_hash(keys: jax.Array, salt: int) -> jax.Array:
     """(P, K) int -> (P,) uint32, a position-salted hash of each row."""
     position = fmix32(jnp.arange(keys.shape[1], dtype=jnp.uint32) ^ jnp.uint32(salt))
     return fmix32(jnp.sum(fmix32(keys.astype(jnp.uint32) ^ position), axis=1, dtype=jnp.uint32))
@@ -44,7 +44,7 @@ def _row_hash(keys: jax.Array, salt: int) -> jax.Array:
 def group_rows(keys: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(P, K) int rows -> (representative (P,) row index of each group, group (P,) of each row,
     number of groups ()). Entries of ``representative`` past the number of groups are 0."""
-    h0, h1 = (_row_hash(keys, s) for s in _SALTS)
+    h0, h1 = (row_hash(keys, s) for s in _SALTS)
     rows = jnp.arange(keys.shape[0])
     _, _, order = jax.lax.sort((h0, h1, rows), num_keys=2)
     ordered = keys[order]

@@ -17,7 +17,9 @@ class Policy(Protocol):
     ones (``jaxmac.agents.LearnedPolicy``) carry their parameters as leaves. A policy with
     a true class attribute ``batched`` acts on a whole batch of episodes at once instead
     (obs and state with a leading episode axis, one key). Only the ``oracle`` reads
-    ``state``; every other policy decides from ``obs`` alone.
+    ``state``; every other policy decides from ``obs`` alone. A batched policy may return
+    ``(action, counts)``, ``counts`` a dict of (E,) per-TTI counts that ``jaxmac.evaluate``
+    sums over each episode (LLM-PT's ``answers`` and ``valid_answers``).
     """
 
     def __call__(self, key: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> Action: ...

@@ -56,6 +56,7 @@ class RunResult:
     updates: int
     evaluation: EvaluationTable | None
     env_steps_per_s: float  # env steps (episode-TTIs, all members) per second of training, compile excluded
+    seconds_per_update: float  # of training (all members together), compile excluded
     compile_s: float  # seconds spent compiling the chunk functions
 
 
@@ -336,7 +337,7 @@ def _train(
         checkpoints.save(0, state)
 
     steps_per_update = run.algorithm.steps_per_update * run.members
-    steps, seconds_total, evaluation = 0, 0.0, None
+    steps, trained, seconds_total, evaluation = 0, 0, 0.0, None
     while done < total:
         n = min(config.chunk, total - done)
         compile_before = run.compile_seconds
@@ -348,10 +349,11 @@ def _train(
         _append(directory, _rows(run, metrics, done, seconds))
         state, done = new_state, done + n
         checkpoints.save(done, state)
-        steps, seconds_total = steps + n * steps_per_update, seconds_total + seconds
+        steps, trained, seconds_total = steps + n * steps_per_update, trained + n, seconds_total + seconds
         if on_chunk is not None:
             last = {k: float(np.mean(v[..., -1])) for k, v in metrics.items()}
-            on_chunk(done, total, {"env_steps_per_s": n * steps_per_update / seconds, **last})
+            rates = {"env_steps_per_s": n * steps_per_update / seconds, "seconds_per_update": seconds / n}
+            on_chunk(done, total, rates | last)
         period = config.eval_every * config.chunk  # updates between evaluations, counted from 0
         if config.eval_every and done // period > (done - n) // period and done < total:
             _evaluated(run, state, done, log)
@@ -359,7 +361,8 @@ def _train(
         evaluation = _evaluated(run, state, done, log)
         write_json_atomic(directory / "eval.json", evaluation.rows)
     rate = steps / seconds_total if seconds_total else math.nan
-    return RunResult(state, done, evaluation, rate, run.compile_seconds)
+    per_update = seconds_total / trained if trained else math.nan
+    return RunResult(state, done, evaluation, rate, per_update, run.compile_seconds)
 
 
 def _evaluated(run: Run, state: Any, update: int, log: Callable[[str], None]) -> EvaluationTable:

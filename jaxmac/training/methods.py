@@ -10,16 +10,20 @@ from typing import Any
 
 from jax.sharding import Mesh
 
-from jaxmac.agents import Agent, LLMAgent, MADDPGAgent, MAPPOAgent, NoComm
+from jaxmac.agents import Agent, LLMAgent, LLMPTAgent, MADDPGAgent, MAPPOAgent, NoComm
 from jaxmac.algorithms import (
     HPARAM_RANGES,
     MADDPG,
     MADDPG_RANGES,
+    SUPERVISED_RANGES,
     Algorithm,
     HParams,
     MADDPGConfig,
     MADDPGHParams,
     PPOConfig,
+    Supervised,
+    SupervisedConfig,
+    SupervisedHParams,
     Trainer,
 )
 from jaxmac.env import UDTSEnv
@@ -39,6 +43,8 @@ class Method:
       hparams: the algorithm's traced hyperparameters (a dataclass with an ``env`` field).
       hparam_ranges: allowed ranges of the ``hparams`` scalars (what a sweep may vary).
       eval_episodes: default evaluation episodes per UE count of a run of this method.
+      greedy: whether its runs evaluate the most likely decisions by default (LLM-PT: greedy
+        answers, generated for the distinct prompts only; sampled ones cost every prompt).
     """
 
     agent: type
@@ -47,6 +53,7 @@ class Method:
     hparams: type
     hparam_ranges: dict[str, tuple[float, float, bool]]
     eval_episodes: int = 500
+    greedy: bool = False
 
     def settings(self) -> dict[str, list[dataclasses.Field]]:
         """The settings a user may give, by the ``RunConfig`` dict they go to: the agent's
@@ -63,6 +70,15 @@ METHODS: dict[str, Method] = {
     "llm4mac": Method(LLMAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES, eval_episodes=100),
     "mappo": Method(MAPPOAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES),
     "maddpg": Method(MADDPGAgent, MADDPG, MADDPGConfig, MADDPGHParams, MADDPG_RANGES),
+    "llm-pt": Method(
+        LLMPTAgent,
+        Supervised,
+        SupervisedConfig,
+        SupervisedHParams,
+        SUPERVISED_RANGES,
+        eval_episodes=100,
+        greedy=True,
+    ),
 }
 
 

@@ -1,0 +1,164 @@
+"""LLM-PT: the Baseline's answers recorded inside jit, answers parsed into actions, generation
+over the distinct prompts, and the method from the command line."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmac.agents import LearnedPolicy, parse_answers
+from jaxmac.algorithms import Supervised, SupervisedConfig, SupervisedHParams
+from jaxmac.cli.main import main
+from jaxmac.env import UDTSEnv
+from jaxmac.evaluation import evaluate
+from jaxmac.models.actor import CandidateSet
+from jaxmac.models.generate import generate
+from jaxmac.training import make_agent
+
+ENV = UDTSEnv(max_ues=4)
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return make_agent("llm-pt", ENV)
+
+
+def test_answers_parse_by_exact_match_and_anything_else_is_invalid():
+    candidates = CandidateSet(
+        ids=jnp.asarray([[5, 1, 0], [5, 6, 1], [7, 1, 0]], jnp.int32),
+        mask=jnp.asarray([[1, 1, 0], [1, 1, 1], [1, 1, 0]], bool),
+    )
+    answers = jnp.asarray(
+        [
+            [5, 1, 0, 0],  # candidate 0
+            [5, 6, 1, 0],  # candidate 1
+            [7, 1, 0, 0],  # candidate 2
+            [5, 6, 6, 1],  # too long
+            [5, 0, 0, 0],  # no </s>
+            [6, 1, 0, 0],  # no such answer
+            [5, 6, 7, 8],  # never ended
+        ],
+        jnp.int32,
+    )
+    np.testing.assert_array_equal(parse_answers(answers, candidates), [0, 1, 2, -1, -1, -1, -1])
+
+
+def test_recorded_demonstrations_are_distinct_pairs_split_without_overlap(agent):
+    algorithm = Supervised(agent, SupervisedConfig(record_episodes=16, examples=512, heldout_percent=20))
+    hp = SupervisedHParams(env=ENV.default_params.replace(n_min=2, n_max=4))
+    data = jax.jit(algorithm.init)(jax.random.PRNGKey(0), hp).data
+    for group in ("ue", "bs"):
+        pairs = {}
+        for split in ("train", "heldout"):
+            examples = getattr(data, f"{group}_{split}")
+            n = int(examples.count)
+            assert 0 < n < examples.answers.shape[0]
+            assert not np.asarray(examples.prompts[n:]).any()  # padding rows past the count
+            for prompt, answer in zip(
+                np.asarray(examples.prompts[:n]), np.asarray(examples.answers[:n]), strict=True
+            ):
+                key = tuple(prompt)
+                assert key not in pairs, "a prompt recorded twice (or in both splits)"
+                pairs[key] = int(answer)
+        assert len(pairs) == int(data.distinct[0 if group == "ue" else 1])
+    # the Baseline's UEs answer "transmit null" exactly when they were granted
+    template = agent.compiler.template
+    transmit = template.ue_candidates.index("transmit null")
+    tokenizer = agent.compiler.tokenizer
+    for prompt, answer in zip(
+        np.asarray(data.ue_train.prompts), np.asarray(data.ue_train.answers), strict=True
+    ):
+        text = tokenizer.decode([t for t in prompt if t > 1])
+        if text:
+            assert ("received schedule _ grant" in text and "have 0 packets" not in text) == (
+                answer == transmit
+            )
+
+
+def test_greedy_answers_of_the_distinct_prompts_equal_generation_on_every_prompt(agent):
+    params = agent.init(jax.random.PRNGKey(1))
+    obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(
+        jax.random.split(jax.random.PRNGKey(2), 6), ENV.default_params
+    )
+    policy = agent(params, obs).policy
+    answers = jax.jit(lambda p: p.mode())(policy)
+    t5 = __import__("flax").nnx.merge(agent.graphdef, params["t5"])
+    flat = generate(t5, policy.ue_ids.reshape(24, -1), policy.ue_mask.reshape(24, -1), agent.answer_len).ids
+    active = np.asarray(obs.active).reshape(-1)
+    np.testing.assert_array_equal(np.asarray(answers.ue).reshape(24, -1)[active], np.asarray(flat)[active])
+    counts = policy.answer_counts(answers)
+    np.testing.assert_array_equal(counts["answers"], 2 * np.asarray(obs.active).sum(-1))
+    assert np.all(np.asarray(counts["valid_answers"]) <= np.asarray(counts["answers"]))
+    action = policy.to_action(answers)  # an untrained model's invalid answers act as "nothing null"
+    invalid = np.asarray(policy.choices(answers).ue) < 0
+    assert np.all(np.asarray(action.ue)[invalid] == 0) and np.all(np.asarray(action.ucm)[invalid] == 0)
+
+
+def test_constrained_decoding_answers_validly_and_the_evaluation_reports_it(agent):
+    free = make_agent("llm-pt", ENV)
+    constrained = make_agent("llm-pt", ENV, constrained=True)
+    params = free.init(jax.random.PRNGKey(3))
+    rows = {}
+    for name, a in (("free", free), ("constrained", constrained)):
+        table = evaluate(
+            ENV, LearnedPolicy(a, params, greedy=True), ENV.default_params, [2], 4, name=name, chunk_size=4
+        )
+        rows[name] = table.rows[0]
+    assert rows["constrained"]["valid_answers_pct"] == 100.0
+    assert rows["free"]["valid_answers_pct"] < 100.0  # a random T5 rarely spells a candidate
+    assert "valid_answers_pct" in table.format()
+
+
+def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "pt"
+    small = ["--algo", "llm-pt", "--max-ues", "4", "--ues", "2-3", "--episodes", "8", "--examples", "256"]
+    small += ["--batch-size", "8", "--train-steps", "2", "--eval-ues", "2", "--eval-episodes", "2"]
+    assert main(["train", *small, "--updates", "1", "--out", str(out)]) == 0
+    assert main(["train", "--resume", "--updates", "2", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2]
+    assert {"loss", "val_loss", "val_accuracy", "train_pairs"} <= set(rows[0])
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out),
+                "--ues",
+                "2",
+                "--episodes",
+                "2",
+                "--out",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
+    (row,) = json.loads((tmp_path / "e.json").read_text())
+    assert 0.0 <= row["valid_answers_pct"] <= 100.0
+    assert "valid_answers_pct" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="answer_len must be >= "):
+        main(["train", *small, "--answer-len", "2", "--out", str(tmp_path / "bad")])
+
+
+def test_lora_starts_as_the_base_model_and_fine_tuning_moves_only_its_matrices(agent):
+    lora = make_agent("llm-pt", ENV, lora_rank=2, lora_scale=0.5)
+    params = lora.init(jax.random.PRNGKey(4))
+    base = agent.init(jax.random.PRNGKey(4))  # the same draw of the T5 itself
+    obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(
+        jax.random.split(jax.random.PRNGKey(5), 2), ENV.default_params
+    )
+    np.testing.assert_array_equal(lora(params, obs).policy.mode().ue, agent(base, obs).policy.mode().ue)
+    algorithm = Supervised(
+        lora, SupervisedConfig(record_episodes=4, examples=64, batch_size=4, train_steps=2)
+    )
+    hp = SupervisedHParams(env=ENV.default_params.replace(n_min=2, n_max=3), lr=1e-2)
+    state = jax.jit(algorithm.init)(jax.random.PRNGKey(6), hp)
+    after, _ = jax.jit(algorithm.update_chunk, static_argnums=2)(state, hp, 1)
+    trainable, frozen = algorithm.split(state.params)
+    moved, kept = algorithm.split(after.params)
+    assert trainable and all("lora" in path for path in trainable)
+    assert all(np.array_equal(frozen[p], kept[p]) for p in frozen)
+    assert any(not np.array_equal(trainable[p], moved[p]) for p in trainable)
