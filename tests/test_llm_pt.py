@@ -13,6 +13,7 @@ from jaxmac.algorithms import Supervised, SupervisedConfig, SupervisedHParams
 from jaxmac.cli.main import main
 from jaxmac.env import UDTSEnv
 from jaxmac.evaluation import evaluate
+from jaxmac.evaluation.runner import run_episodes
 from jaxmac.models.actor import CandidateSet
 from jaxmac.models.generate import generate
 from jaxmac.training import make_agent
@@ -109,6 +110,11 @@ def test_constrained_decoding_answers_validly_and_the_evaluation_reports_it(agen
     assert rows["constrained"]["valid_answers_pct"] == 100.0
     assert rows["free"]["valid_answers_pct"] < 100.0  # a random T5 rarely spells a candidate
     assert "valid_answers_pct" in table.format()
+    # generation compiles once per configuration: other UE counts, episodes and weights reuse it
+    compiled = run_episodes._cache_size()
+    other = LearnedPolicy(free, free.init(jax.random.PRNGKey(9)), greedy=True)
+    evaluate(ENV, other, ENV.default_params.replace(p_arrival=0.9), [3, 4], 2, chunk_size=4)
+    assert run_episodes._cache_size() == compiled
 
 
 def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, capsys):
