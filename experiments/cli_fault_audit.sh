@@ -40,6 +40,9 @@ check fail "--p-arrival 2" train $SMALL --p-arrival 2 --out $T/x7
 check fail "--reward foo" train $SMALL --reward foo --out $T/x8
 check fail "--model /nonexistent" train --algo llm4mac --model /nonexistent --out $T/x9
 check fail "sweep foo=1" sweep $SMALL --sweep foo=1 --out $T/x10
+check fail "llm-pt --lora-rank -1" train --algo llm-pt --lora-rank -1 --out $T/x12
+check fail "llm-pt --answer-len 2" train --algo llm-pt --answer-len 2 --out $T/x13
+check fail "llm-pt --heldout-percent 100" train --algo llm-pt --heldout-percent 100 --out $T/x14
 check fail "foreign option --tau for mappo" train $SMALL --tau 0.1 --out $T/x11
 check fail "resume: unknown config key" train --resume --out $T/unk
 check fail "resume: config not JSON" train --resume --out $T/badjson
