@@ -153,6 +153,20 @@ def optimizer(hp: Any) -> optax.GradientTransformation:
     return optax.flatten(optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr)))
 
 
+def guarded_step(
+    hp: Any, loss: jax.Array, grads: Params, params: Params, opt_state: Any
+) -> tuple[Params, Any, dict[str, jax.Array]]:
+    """One step of ``optimizer(hp)``, skipped when the loss or the gradient is not finite, so one
+    bad batch cannot poison the parameters. Returns the parameters, the optimizer state and
+    the step's ``grad_norm`` and ``nonfinite`` (1 when skipped)."""
+    updates, new_opt_state = optimizer(hp).update(grads, opt_state, params)
+    grad_norm = global_norm(grads)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    terms = {"grad_norm": grad_norm, "nonfinite": (~ok).astype(jnp.float32)}
+    return keep(optax.apply_updates(params, updates), params), keep(new_opt_state, opt_state), terms
+
+
 def global_norm(tree: Any) -> jax.Array:
     """The L2 norm of all leaves together, over one raveled vector (one reduction, not one per
     leaf); infinite or NaN if any entry is."""

@@ -22,7 +22,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
@@ -33,7 +32,7 @@ from jaxmac.algorithms.base import (
     check_counts,
     check_mesh,
     constrain_episodes,
-    global_norm,
+    guarded_step,
     optimizer,
     reset_episodes,
     run_updates,
@@ -374,13 +373,8 @@ class Trainer:
         (``nonfinite`` = 1) so one bad minibatch cannot poison the parameters."""
         minibatch = minibatch.replace(advantage=normalize(minibatch.advantage))
         (_, terms), grads = jax.value_and_grad(self.loss, has_aux=True)(params, minibatch, hp)
-        updates, new_opt_state = optimizer(hp).update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        grad_norm = global_norm(grads)
-        ok = jnp.isfinite(terms["loss"]) & jnp.isfinite(grad_norm)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-        terms = {**terms, "grad_norm": grad_norm, "nonfinite": (~ok).astype(jnp.float32)}
-        return keep(new_params, params), keep(new_opt_state, opt_state), terms
+        params, opt_state, step = guarded_step(hp, terms["loss"], grads, params, opt_state)
+        return params, opt_state, terms | step
 
 
 def make_train(agent: Agent, config: PPOConfig, mesh: Mesh | None = None) -> Any:

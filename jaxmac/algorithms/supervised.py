@@ -10,7 +10,9 @@ parameters: all of them, or with LoRA its matrices alone): the loss is the teach
 cross-entropy of the answer's tokens (``</s>`` included), averaged over the tokens of each
 group, then over the two groups. After them the held-out pairs give ``val_loss`` and
 ``val_accuracy``, the share of held-out answers that greedy decoding reproduces exactly
-(every token the argmax under teacher forcing: the same thing, without generating).
+(every token the argmax under teacher forcing: the same thing, without generating). Every
+update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the first
+two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx, struct, traverse_util
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
@@ -28,7 +29,7 @@ from jax.sharding import PartitionSpec as P
 from jaxmac.agents import Params
 from jaxmac.algorithms.base import (
     check_counts,
-    global_norm,
+    guarded_step,
     optimizer,
     run_updates,
     specs_like,
@@ -51,6 +52,7 @@ SUPERVISED_METRICS = (
     "bs_val_accuracy",
     "train_pairs",
     "heldout_pairs",
+    "distinct_pairs",
 )
 
 
@@ -202,12 +204,8 @@ class Supervised:
             bs_rows = jax.random.randint(bs_key, (batch,), 0, jnp.maximum(data.bs_train.count, 1))
             loss_of = lambda t: self.loss(self.join(t, frozen), data, ue_rows, bs_rows)  # noqa: E731
             loss, grads = jax.value_and_grad(loss_of)(trainable)
-            updates, new_opt_state = optimizer(hp).update(grads, opt_state, trainable)
-            grad_norm = global_norm(grads)
-            ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # a non-finite step is skipped
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-            carry = keep(optax.apply_updates(trainable, updates), trainable), keep(new_opt_state, opt_state)
-            return carry, {"loss": loss, "grad_norm": grad_norm, "nonfinite": (~ok).astype(jnp.float32)}
+            trainable, opt_state, terms = guarded_step(hp, loss, grads, trainable, opt_state)
+            return (trainable, opt_state), {"loss": loss, **terms}
 
         steps_keys = jax.random.split(steps_key, self.config.train_steps)
         (trainable, opt_state), terms = jax.lax.scan(step, (trainable, state.opt_state), steps_keys)
@@ -238,4 +236,5 @@ class Supervised:
             "bs_val_accuracy": per(bs_exact, bs_n),
             "train_pairs": (data.ue_train.count + data.bs_train.count).astype(jnp.float32),
             "heldout_pairs": (ue_n + bs_n).astype(jnp.float32),
+            "distinct_pairs": jnp.sum(data.distinct).astype(jnp.float32),
         }
