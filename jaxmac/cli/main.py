@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,14 @@ import jax
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxmac.cli.options import SHAPE_OPTIONS, add_env_options, env_from_options, given_params, parse_ues
+from jaxmac.cli.options import (
+    SHAPE_OPTIONS,
+    add_env_options,
+    env_from_options,
+    given_params,
+    make_directory,
+    parse_ues,
+)
 from jaxmac.cli.prompt import add_prompt_parser, cmd_prompt
 from jaxmac.cli.train import TRAIN_PRESETS, add_train_parsers
 from jaxmac.compilation import enable_compilation_cache
@@ -40,14 +46,7 @@ def _check_writable(out: Path | None) -> None:
         return
     if out.is_dir():
         raise SystemExit(f"error: --out {out} is a directory; give the JSON file's name")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise SystemExit(f"error: --out {out}: {out.parent} is a file, not a directory")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SystemExit(f"error: --out {out}: cannot create {out.parent} ({e.strerror})") from None
-    if not os.access(out.parent, os.W_OK):
-        raise SystemExit(f"error: --out {out}: {out.parent} is not writable")
+    make_directory(out, out.parent)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

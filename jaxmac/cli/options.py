@@ -1,8 +1,11 @@
-"""Command-line options shared by the subcommands: the environment and UE-count ranges."""
+"""Command-line options shared by the subcommands: the environment, UE-count ranges and the
+``--out`` checks."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from jaxmac.env import REWARD_PRESETS, EnvParams, UDTSEnv
 
@@ -70,3 +73,19 @@ def env_from_options(args: argparse.Namespace) -> tuple[UDTSEnv, EnvParams]:
     """The environment and its parameters from the options (defaults for those not given)."""
     env = UDTSEnv(**{k: getattr(args, k) for k in SHAPE_OPTIONS if getattr(args, k) is not None})
     return env, env.default_params.replace(**given_params(args))
+
+
+def make_directory(out: Path, directory: Path) -> None:
+    """Create ``directory`` (``out``, or the folder ``out`` goes in) if missing, or fail in one
+    line naming ``--out``: a file on the way, a place that cannot be created or written."""
+    ancestor = next(p for p in (directory, *directory.parents) if p.exists())
+    if not ancestor.is_dir():
+        raise SystemExit(
+            f"error: --out {out}: cannot create {directory} ({ancestor} is a file, not a directory)"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: --out {out}: cannot create {directory} ({e.strerror})") from None
+    if not os.access(directory, os.W_OK):
+        raise SystemExit(f"error: --out {out}: {directory} is not writable")

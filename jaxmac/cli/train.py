@@ -4,7 +4,6 @@ the method's own options come from the settings it declares (``jaxmac.training.M
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jaxmac.cli.method_options import METHOD_OPTIONS, add_method_option, method_settings
-from jaxmac.cli.options import add_env_options, parse_ues
+from jaxmac.cli.options import add_env_options, make_directory, parse_ues
 from jaxmac.cli.resume import resumed_config
 from jaxmac.env import REWARD_PRESETS
 from jaxmac.training import (
@@ -181,17 +180,12 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
     )
 
 
-def check_run_directory(out: Path) -> None:
-    """Fail before any work when ``--out`` cannot be a run directory (a file, a path under a
-    file, an unwritable place)."""
+def make_run_directory(out: Path) -> None:
+    """Create the run directory ``--out``, or fail before any work when it cannot be one (a
+    file, a path under a file, an unwritable place)."""
     if out.exists() and not out.is_dir():
         raise SystemExit(f"error: --out {out} is a file; give a run directory (created if missing)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SystemExit(f"error: --out {out}: cannot create it ({e.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise SystemExit(f"error: --out {out} is not writable")
+    make_directory(out, out)
 
 
 def _os_error(e: OSError) -> str:
@@ -215,8 +209,6 @@ def _status(info: dict[str, float]) -> str:
 
 def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> int:
     console = Console(stderr=True)
-    if not args.resume:
-        check_run_directory(args.out)
     try:
         changes: dict[str, tuple[Any, Any]] = {}
         if args.resume:  # a run directory's own settings (a directory without a run is an error)
@@ -225,6 +217,10 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
             config = config_from_args(args, seeds, grid)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
+    if (
+        not args.resume
+    ):  # after the run's settings are checked (the agent's options are checked when it is built)
+        make_run_directory(args.out)
     members = len(config.members())
     console.print(
         f"{args.out}: {config.algo}{' no-comm' if config.no_comm else ''}, {members} run(s), "
