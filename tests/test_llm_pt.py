@@ -125,7 +125,8 @@ def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, cap
     assert main(["train", "--resume", "--updates", "2", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2]
-    assert {"loss", "val_loss", "val_accuracy", "train_pairs"} <= set(rows[0])
+    assert {"loss", "val_loss", "val_accuracy", "train_pairs", "distinct_pairs"} <= set(rows[0])
+    assert rows[0]["train_pairs"] + rows[0]["heldout_pairs"] == rows[0]["distinct_pairs"]  # nothing dropped
     assert (
         main(
             [
@@ -147,6 +148,8 @@ def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, cap
     assert "valid_answers_pct" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="answer_len must be >= "):
         main(["train", *small, "--answer-len", "2", "--out", str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="lora_scale must be a finite number, got nan"):
+        main(["train", *small, "--lora-rank", "2", "--lora-scale", "nan", "--out", str(tmp_path / "bad")])
 
 
 def test_lora_starts_as_the_base_model_and_fine_tuning_moves_only_its_matrices(agent):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax
@@ -188,9 +189,12 @@ class LLMPTAgent(LanguageAgent):
             or options["lora_rank"] < 0
         ):
             raise ValueError(f"lora_rank must be an integer >= 0, got {options['lora_rank']!r}")
-        temperature = options["answer_temperature"]
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
-            raise ValueError(f"answer_temperature must be a number > 0, got {temperature!r}")
+        for name, positive in (("answer_temperature", True), ("lora_scale", False)):
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if positive and value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         language = LanguageModel.load(env, **{k: options[k] for k in ("model", "pretrained", "sie", "dtype")})
         longest = max(language.candidates.ue.ids.shape[1], language.candidates.bs.ids.shape[1])
         if options["answer_len"] < longest:
