@@ -6,6 +6,9 @@ answer is parsed into the decision by exact match against the candidate answers'
 (``transmit schedule_request``, ``acknowledge``, ...). An answer that matches none is
 **invalid**: counted, and replaced by ``nothing null`` (the BS's: ``null``). The T5 is trained
 by supervision on the Baseline's answers (``jaxmac.algorithms.supervised``), not by rewards.
+Where docs/SPEC.md is silent: one T5 answers for the UEs and the BS (the prompt names the
+role, as LLM4MAC's does), where the authors fine-tuned one adapter for each; the answer is
+parsed by exact token match, the authors' string parser being unspecified.
 
 The most likely answers (``mode``, greedy decoding) depend on the prompt alone, so they are
 generated for the distinct prompts of a batch only (``jaxmac.models.dedup``); sampled answers
