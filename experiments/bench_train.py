@@ -83,7 +83,7 @@ def hparams() -> HParams:
 def trainer(
     algo: str, model: str, episodes: int, epochs: int, minibatches: int, dtype: str = "float32"
 ) -> Trainer:
-    llm = {"model": model, "pretrained": False, "dtype": jnp.dtype(dtype)}
+    llm = {"model": model, "pretrained": False, "dtype": dtype}
     options = llm if algo == "llm4mac" else {"hidden": 128}
     agent = make_agent(algo, ENV, **options)
     return Trainer(agent, PPOConfig(num_envs=episodes, epochs=epochs, minibatches=minibatches))

@@ -1,6 +1,8 @@
 """``jaxmac train``, ``jaxmac sweep`` and ``jaxmac eval --checkpoint`` as a user runs them."""
 
 import json
+import re
+import struct
 
 import pytest
 
@@ -134,3 +136,64 @@ def test_train_refuses_an_out_that_cannot_be_a_run_directory_before_any_work(tmp
         SystemExit, match=r"file/r: cannot create \S+/file/r \(\S+/file is a file, not a directory\)"
     ):
         main(["train", "--out", str(tmp_path / "file" / "r")])
+
+
+def test_a_config_file_sets_options_that_typed_ones_override_and_bad_keys_are_named(tmp_path):
+    from jaxmac.cli.main import parse_args
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "preset: llm-pt-cpu\nlr: 3.0e-4\ntrain-steps: 5\nues: [2, 3]\ngreedy: false\n"
+        "stop_if: [loss>1e5, val_loss>100]\nout: runs/x\n"
+    )
+    args = parse_args(["train", "--config", str(config), "--lr", "1e-2", "--stop-if", "loss>9"])
+    # typed options win over the file, the file over its preset, the preset over the defaults
+    assert (args.lr, args.train_steps, args.ues, args.greedy) == (1e-2, 5, [2, 3], False)
+    assert (args.stop_if, str(args.out), args.updates, args.algo) == (["loss>9"], "runs/x", 80, "llm-pt")
+    assert {"lr", "train_steps", "ues", "greedy", "stop_if"} <= args.given  # asked for, on a resume
+    for text, message in [
+        ("lrr: 1", "key 'lrr'; allowed: algo, "),
+        ("resume: true", "key 'resume'"),
+        ("algo: foo", "key 'algo': must be one of ['llm-pt', 'llm4mac', 'maddpg', 'mappo'], got 'foo'"),
+        ("episodes: 1.5", "key 'episodes': invalid literal"),
+        ("greedy: 3", "key 'greedy': must be true or false, got 3"),
+        ("[1, 2]", "expected a mapping of option names to values"),
+        ("a: [1, 2", "not YAML"),
+    ]:
+        config.write_text(text + "\n")
+        with pytest.raises(SystemExit, match=rf"--config {config}: .*{re.escape(message)}"):
+            parse_args(["sweep", "--config", str(config), "--out", "x"])
+
+
+def _event_scalars(directory):
+    """(tag, step, value) of every scalar in the TensorBoard event files under ``directory``
+    (TFRecord framing: length u64, its crc u32, the Event proto, its crc u32)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = []
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 16 + length
+            out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+    return out
+
+
+def test_a_sweep_from_a_config_file_writes_tensorboard_events_of_its_metric_rows(tmp_path, capsys):
+    pytest.importorskip("tensorboardX")
+    config, run = tmp_path / "sweep.yaml", tmp_path / "s"
+    argv = [*SMALL[:-2], "--eval-episodes", "4", "--eval-ues", "2", "--updates", "2"]
+    options = dict(zip(argv[::2], argv[1::2], strict=True))
+    config.write_text("".join(f"{k.removeprefix('--')}: {v}\n" for k, v in options.items()))
+    assert main(["sweep", "--config", str(config), "--seeds", "0-1", "--tensorboard", "--out", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())  # the merged configuration
+    assert (saved["seeds"], saved["algorithm"]["updates"], saved["agent"]["hidden"]) == ([0, 1], 2, 16)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scalars = _event_scalars(run / "tensorboard")
+    for row in rows:
+        tag = f"member_{row['member']}/loss"
+        assert (tag, row["update"], pytest.approx(row["loss"], rel=1e-6)) in scalars
+    evaluated = {tag for tag, step, _ in scalars if tag.startswith("eval") and step == 2}
+    assert {f"eval/seed_{s}/throughput_n2" for s in (0, 1)} <= evaluated

@@ -50,6 +50,7 @@ def test_recorded_demonstrations_are_distinct_pairs_split_without_overlap(agent)
     algorithm = Supervised(agent, SupervisedConfig(record_episodes=16, examples=512, heldout_percent=20))
     hp = SupervisedHParams(env=ENV.default_params.replace(n_min=2, n_max=4))
     data = jax.jit(algorithm.init)(jax.random.PRNGKey(0), hp).data
+    totals = {}
     for group in ("ue", "bs"):
         pairs = {}
         for split in ("train", "heldout"):
@@ -64,6 +65,16 @@ def test_recorded_demonstrations_are_distinct_pairs_split_without_overlap(agent)
                 assert key not in pairs, "a prompt recorded twice (or in both splits)"
                 pairs[key] = int(answer)
         assert len(pairs) == int(data.distinct[0 if group == "ue" else 1])
+        # each pair counts the decisions it was recorded for: one per active UE and TTI (the
+        # BS decides about each active UE), 2-4 UEs in each of 16 episodes of T TTIs
+        totals[group] = 0
+        for split in ("train", "heldout"):
+            examples = getattr(data, f"{group}_{split}")
+            counts, n = np.asarray(examples.occurrences), int(examples.count)
+            assert (counts[:n] >= 1).all() and not counts[n:].any()
+            totals[group] += int(counts.sum())
+    assert totals["ue"] == totals["bs"]
+    assert 2 * 16 * ENV.episode_len <= totals["ue"] <= 4 * 16 * ENV.episode_len
     # the Baseline's UEs answer "transmit null" exactly when they were granted
     template = agent.compiler.template
     transmit = template.ue_candidates.index("transmit null")

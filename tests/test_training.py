@@ -414,3 +414,73 @@ def test_a_checkpoint_that_cannot_be_written_names_the_step_and_the_intact_one(t
     checkpoints.save(4, state)
     assert checkpoints.latest() == 4
     checkpoints.close()
+
+
+def test_parameters_split_over_a_model_axis_give_the_unsplit_loss_and_gradient(tmp_path):
+    """On 4 host devices: the T5's weights split over a model axis of 4 (tensor parallel, the
+    layout of ``jaxmac.models.sharding``) give the loss and gradient of replicated weights;
+    a run with ``model_shards=4`` lays its T5 weights and their Adam moments out that way."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        import jax, jax.numpy as jnp, numpy as np
+        from flax import nnx
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jaxmac.models import CONFIGS, T5
+        from jaxmac.models.sharding import model_partition_specs
+        from jaxmac.training import Run, RunConfig
+        assert jax.device_count() == 4
+        cfg = CONFIGS["tiny"]
+        graphdef, state = nnx.split(T5(cfg, rngs=nnx.Rngs(0)))
+        params = nnx.to_pure_dict(state)
+        ids = jax.random.randint(jax.random.PRNGKey(1), (8, 12), 1, cfg.vocab_size)
+        answers = jax.random.randint(jax.random.PRNGKey(2), (8, 3), 1, cfg.vocab_size)
+        mask, answer_mask = ids > 0, answers > 0
+
+        def loss(params):
+            t5 = nnx.merge(graphdef, params)
+            _, logits = t5.teacher_forced(answers, answer_mask, t5.encode(ids, mask), mask)
+            token = jnp.take_along_axis(jax.nn.log_softmax(logits), answers[..., None], -1)
+            return -jnp.mean(token)
+
+        mesh = Mesh(np.asarray(jax.devices()).reshape(1, 4), ("episodes", "model"))
+        out = []
+        for shards in (1, 4):
+            specs = model_partition_specs(params, shards)
+            placed = jax.device_put(params, jax.tree.map(lambda s: NamedSharding(mesh, s), specs))
+            value, grads = jax.jit(jax.value_and_grad(loss))(placed)
+            split = [x for x in jax.tree.leaves(placed) if "model" in x.sharding.spec]
+            assert (len(split) >= 6 * cfg.num_layers) == (shards == 4), len(split)
+            out.append(jax.device_get((value, grads)))
+        for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)  # float32 summation order
+        print("same loss and gradient")
+        config = RunConfig(
+            algo="llm-pt",
+            agent={"model": "tiny"},
+            env={"max_ues": 2, "episode_len": 3},
+            env_params={"n_min": 1, "n_max": 2},
+            algorithm={"record_episodes": 4, "examples": 16},
+        )
+        state = Run.build(config, Path(sys.argv[1]), model_shards=4).state_shardings
+        attention = state.params["t5"]["encoder"][0]["attention"]
+        assert attention["q"]["kernel"].spec == P(None, None, "model")  # members, d_model, heads
+        assert attention["o"]["kernel"].spec == P(None, "model", None)
+        moments = state.opt_state[1][0].mu[("t5", "decoder", 1, "ff", "wo", "kernel")]  # Adam's
+        assert moments.spec == P(None, "model", None)
+        try:
+            Run.build(config, Path(sys.argv[1]), model_shards=3)
+        except ValueError as e:
+            print(e)
+        """
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "same loss and gradient",
+        "model_shards=3 must divide the 4 devices",
+    ]

@@ -23,7 +23,7 @@ from jaxmac.agents.policy import AgentOutput, CandidatePolicy, fuse
 from jaxmac.env import Observation, UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
 from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act_distinct
-from jaxmac.models.config import T5Config
+from jaxmac.models.config import T5Config, compute_dtype
 from jaxmac.models.loading import load_t5
 from jaxmac.models.t5 import T5
 from jaxmac.settings import setting
@@ -47,9 +47,13 @@ class LanguageModel:
     t5_params: Params | None
 
     @classmethod
-    def load(cls, env: UDTSEnv, model: str, pretrained: bool, sie: bool, dtype: Any) -> LanguageModel:
+    def load(cls, env: UDTSEnv, model: str, pretrained: bool, sie: bool, dtype: str) -> LanguageModel:
+        """``dtype``: a name of ``jaxmac.models.compute_dtype`` (``auto``, ``float32``, ...)."""
         t5, tokenizer = load_t5(
-            model, word_tokenizer=lambda: prompt_tokenizer(env), pretrained=pretrained, dtype=dtype
+            model,
+            word_tokenizer=lambda: prompt_tokenizer(env),
+            pretrained=pretrained,
+            dtype=compute_dtype(dtype),
         )
         template = PromptTemplate(env, sie)
         from_checkpoint = pretrained and model != "tiny"
@@ -61,11 +65,12 @@ class LanguageModel:
         )
 
 
-def t5_init(cfg: T5Config, dtype: Any, checkpoint: Params | None, key: jax.Array) -> Params:
-    """The T5's initial parameters: the checkpoint's, or drawn from ``key``."""
+def t5_init(cfg: T5Config, checkpoint: Params | None, key: jax.Array) -> Params:
+    """The T5's initial parameters (float32, whatever its compute dtype): the checkpoint's, or
+    drawn from ``key``."""
     if checkpoint is not None:
         return checkpoint
-    return nnx.to_pure_dict(nnx.split(T5(cfg, dtype=dtype, rngs=nnx.Rngs(key)))[1])
+    return nnx.to_pure_dict(nnx.split(T5(cfg, rngs=nnx.Rngs(key)))[1])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -96,7 +101,8 @@ class LLMAgent(LanguageAgent):
       raw_logits: score candidates by summed raw logits (the authors' code) instead of Eq. 9.
       dedup_chunk: distinct prompts per step of the deduplicated loop (forward and backward):
         larger runs bigger matrix products, smaller bounds memory (peak memory follows it).
-      dtype: compute dtype of the T5 (parameters stay float32).
+      dtype: compute dtype of the T5 (``jaxmac.models.compute_dtype``: ``auto`` is bfloat16 on
+        GPU and TPU, float32 on CPU; parameters stay float32).
       cfg, compiler, candidates, graphdef: the T5's configuration, the prompt compiler, the
         candidates' token ids and the actor-critic's graph (its parameters live in ``Params``).
       t5_params: the checkpoint's T5 weights (the same for every seed), or None when ``init``
@@ -109,7 +115,9 @@ class LLMAgent(LanguageAgent):
     raw_logits: bool = setting(False, "score candidates by summed raw logits (the authors' code)")
     value_hidden: int = setting(1024, "value head width")
     dedup_chunk: int = setting(32, "distinct prompts per model call (sets peak memory)")
-    dtype: Any = jnp.float32
+    dtype: str = setting(
+        "auto", "T5 compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32, bfloat16"
+    )
 
     @classmethod
     def build(cls, env: UDTSEnv, **options: Any) -> LLMAgent:
@@ -140,7 +148,7 @@ class LLMAgent(LanguageAgent):
         head = nnx.to_pure_dict(
             nnx.split(ValueHead(self.cfg.d_model, self.value_hidden, nnx.Rngs(head_key)))[1]
         )
-        return {"t5": t5_init(self.cfg, self.dtype, self.t5_params, t5_key), "value_head": head}
+        return {"t5": t5_init(self.cfg, self.t5_params, t5_key), "value_head": head}
 
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group

@@ -179,7 +179,9 @@ class LLMPTAgent(LanguageAgent):
     dedup_chunk: int = setting(64, "distinct prompts per generation call (sets peak memory)")
     lora_rank: int = setting(0, "LoRA rank of the attention projections (0: fine-tune every weight)")
     lora_scale: float = setting(1.0, "LoRA scale: a projection computes base(x) + scale * x A B")
-    dtype: Any = jnp.float32
+    dtype: str = setting(
+        "auto", "T5 compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32, bfloat16"
+    )
 
     @classmethod
     def build(cls, env: UDTSEnv, **options: Any) -> LLMPTAgent:
@@ -220,10 +222,10 @@ class LLMPTAgent(LanguageAgent):
         )
 
     def init(self, key: jax.Array) -> Params:
-        t5 = t5_init(self.cfg, self.dtype, self.t5_params, key)
+        t5 = t5_init(self.cfg, self.t5_params, key)
         if self.lora_rank:
             lora_key = jax.random.fold_in(key, 1)
-            shape = nnx.eval_shape(lambda: T5(self.cfg, dtype=self.dtype, rngs=nnx.Rngs(0)))
+            shape = nnx.eval_shape(lambda: T5(self.cfg, rngs=nnx.Rngs(0)))
             model = add_lora(
                 nnx.merge(nnx.split(shape)[0], t5), self.lora_rank, self.lora_scale, nnx.Rngs(lora_key)
             )

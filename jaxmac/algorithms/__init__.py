@@ -1,7 +1,7 @@
 """Learning algorithms behind one seam (``Algorithm``): PPO (LLM4MAC, Sym. MAPPO), MADDPG and
 supervised fine-tuning on the Baseline's answers (LLM-PT), each one compiled loop."""
 
-from jaxmac.algorithms.base import EPISODE_AXIS, Algorithm, optimizer
+from jaxmac.algorithms.base import EPISODE_AXIS, Algorithm, episode_devices, optimizer
 from jaxmac.algorithms.demonstrations import Demonstrations, Examples, record_demonstrations
 from jaxmac.algorithms.maddpg import MADDPG, MADDPG_RANGES, MADDPGConfig, MADDPGHParams, MADDPGState
 from jaxmac.algorithms.ppo import (
@@ -30,6 +30,7 @@ from jaxmac.algorithms.supervised import (
 
 __all__ = [
     "EPISODE_AXIS",
+    "episode_devices",
     "HPARAM_RANGES",
     "Algorithm",
     "Batch",

@@ -23,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 from jaxmac.agents import Agent, Params
 from jaxmac.env import EnvParams, EnvState, Observation, UDTSEnv
 from jaxmac.env.params import is_concrete
+from jaxmac.models.sharding import MODEL_AXIS, model_partition_specs
 
 #: The name of the mesh axis the parallel episodes are sharded over.
 EPISODE_AXIS = "episodes"
@@ -73,10 +74,30 @@ def check_counts(config: Any) -> None:
             raise ValueError(f"{f.name} must be an integer >= 1, got {value!r}")
 
 
+def episode_devices(mesh: Mesh | None) -> int:
+    """The devices the parallel episodes are split over (the mesh's ``EPISODE_AXIS``)."""
+    return 1 if mesh is None else mesh.shape[EPISODE_AXIS]
+
+
 def check_mesh(mesh: Mesh | None, num_envs: int) -> None:
-    """The parallel episodes must split evenly over the mesh's devices."""
-    if mesh is not None and num_envs % mesh.size:
-        raise ValueError(f"num_envs={num_envs} must be a multiple of the {mesh.size} devices")
+    """The parallel episodes must split evenly over the mesh's episode axis."""
+    if num_envs % episode_devices(mesh):
+        raise ValueError(
+            f"num_envs={num_envs} must be a multiple of the {episode_devices(mesh)} devices the "
+            "episodes are split over"
+        )
+
+
+def model_shards(mesh: Mesh | None) -> int:
+    """The devices the parameters are split over (the mesh's ``MODEL_AXIS``; 1 without one)."""
+    return 1 if mesh is None else dict(mesh.shape).get(MODEL_AXIS, 1)
+
+
+def param_specs(mesh: Mesh | None, tree: Any) -> Any:
+    """Partition specs of parameters (or an optimizer state of them, ``optimizer(flat=False)``):
+    split over the mesh's ``MODEL_AXIS`` when it has more than one device
+    (``jaxmac.models.sharding``), replicated otherwise."""
+    return model_partition_specs(tree, model_shards(mesh))
 
 
 def reset_episodes(
@@ -142,24 +163,27 @@ def run_updates(
     return jax.lax.fori_loop(0, count, one, (state, empty))
 
 
-def optimizer(hp: Any) -> optax.GradientTransformation:
+def optimizer(hp: Any, flat: bool = True) -> optax.GradientTransformation:
     """Adam with gradient-norm clipping (``hp.lr``, ``hp.max_grad_norm``); built from traced ``hp``
     inside the compiled loop.
 
-    It works on the parameters raveled into one vector (``optax.flatten``; the same arithmetic),
-    so the compiled program holds a few large elementwise kernels instead of a dozen for each
-    of the model's arrays (with ``global_norm``, the tiny T5's 58 arrays: this step compiled in
-    about 1 s instead of 3.4-4.3 s here). Adam's moments are stored as flat vectors."""
-    return optax.flatten(optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr)))
+    ``flat``: it works on the parameters raveled into one vector (``optax.flatten``; the same
+    arithmetic), so the compiled program holds a few large elementwise kernels instead of a
+    dozen for each of the model's arrays (with ``global_norm``, the tiny T5's 58 arrays: this
+    step compiled in about 1 s instead of 3.4-4.3 s here); Adam's moments are then flat
+    vectors. With parameters split over devices (``model_shards`` > 1) each moment keeps its
+    parameter's shape and layout instead (``flat=False``): a flat vector would gather them."""
+    adam = optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr))
+    return optax.flatten(adam) if flat else adam
 
 
 def guarded_step(
-    hp: Any, loss: jax.Array, grads: Params, params: Params, opt_state: Any
+    hp: Any, loss: jax.Array, grads: Params, params: Params, opt_state: Any, flat: bool = True
 ) -> tuple[Params, Any, dict[str, jax.Array]]:
-    """One step of ``optimizer(hp)``, skipped when the loss or the gradient is not finite, so one
+    """One step of ``optimizer(hp, flat)``, skipped when the loss or the gradient is not finite, so one
     bad batch cannot poison the parameters. Returns the parameters, the optimizer state and
     the step's ``grad_norm`` and ``nonfinite`` (1 when skipped)."""
-    updates, new_opt_state = optimizer(hp).update(grads, opt_state, params)
+    updates, new_opt_state = optimizer(hp, flat).update(grads, opt_state, params)
     grad_norm = global_norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731

@@ -5,7 +5,8 @@ the shared rollout; at every TTI each active agent's prompt is compiled to token
 as a language agent sees it, and paired with the Baseline's decision as the index of the
 candidate answer that spells it (``transmit schedule_request``, ``acknowledge``, ...). The
 pairs of each agent group (UEs, BS) are deduplicated (``jaxmac.models.dedup.group_rows``)
-and split by a hash of the pair, so a pair is held out wherever it occurs, then compacted to
+and split by a hash of the pair, so a pair is held out wherever it occurs (each keeps the number
+of times it was recorded, its ``occurrences``), then compacted to
 the front of fixed-capacity arrays (a static shape for any count; the pairs past a capacity
 are dropped, and ``distinct`` says how many there were).
 """
@@ -31,6 +32,7 @@ class Examples:
 
     prompts: jax.Array  # (N, L) int32 prompt token ids (pad after the prompt)
     answers: jax.Array  # (N,) int32 index of the candidate answer
+    occurrences: jax.Array  # (N,) int32 times the pair was recorded (0 past ``count``)
     count: jax.Array  # () int32 rows that hold a pair
 
 
@@ -55,17 +57,20 @@ def _split(
 ) -> tuple[Examples, Examples, jax.Array]:
     """Deduplicate P recorded rows (prompts (P, L), answers (P,), valid (P,)) and split them."""
     keys = jnp.where(valid[:, None], jnp.concatenate([prompts, answers[:, None]], axis=1), -1)
-    representative, _, count = group_rows(keys)
+    representative, group, count = group_rows(keys)
     real = (jnp.arange(keys.shape[0]) < count) & valid[representative]
+    occurrences = jnp.zeros(keys.shape[0], jnp.int32).at[group].add(valid.astype(jnp.int32))
     heldout = row_hash(keys[representative], 0x2545F491) % 100 < percent
 
     def compact(keep: jax.Array, size: int) -> Examples:
-        rows = representative[jnp.nonzero(keep, size=size, fill_value=0)[0]]
+        groups = jnp.nonzero(keep, size=size, fill_value=0)[0]
+        rows = representative[groups]
         n = jnp.minimum(jnp.sum(keep), size).astype(jnp.int32)
         live = jnp.arange(size) < n
         return Examples(
             prompts=jnp.where(live[:, None], prompts[rows], 0),
             answers=jnp.where(live, answers[rows], 0),
+            occurrences=jnp.where(live, occurrences[groups], 0),
             count=n,
         )
 

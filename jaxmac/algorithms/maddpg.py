@@ -43,6 +43,7 @@ from jaxmac.algorithms.base import (
     constrain_episodes,
     global_norm,
     optimizer,
+    param_specs,
     reset_episodes,
     run_updates,
     specs_like,
@@ -257,7 +258,7 @@ class MADDPG:
         abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0), MADDPGHParams(env=env.default_params))
         nets = ("params", "critic", "target_params", "target_critic", "actor_opt", "critic_opt")
         return abstract.replace(
-            **{name: specs_like(getattr(abstract, name), P()) for name in nets},
+            **{name: param_specs(self.mesh, getattr(abstract, name)) for name in nets},
             buffer=abstract.buffer.replace(
                 experience=specs_like(abstract.buffer.experience, P(EPISODE_AXIS)),
                 current_index=P(),

@@ -33,7 +33,9 @@ from jaxmac.algorithms.base import (
     check_mesh,
     constrain_episodes,
     guarded_step,
+    model_shards,
     optimizer,
+    param_specs,
     reset_episodes,
     run_updates,
     specs_like,
@@ -242,12 +244,13 @@ class Trainer:
             )
 
     def partition_specs(self) -> RunnerState:
-        """Environment states and observations split over the episode axis, the rest replicated."""
+        """Environment states and observations split over the episode axis, parameters and
+        their optimizer state over the model axis (``param_specs``), the rest replicated."""
         env = self.agent.env
         abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0), HParams(env=env.default_params))
         return abstract.replace(
-            params=specs_like(abstract.params, P()),
-            opt_state=specs_like(abstract.opt_state, P()),
+            params=param_specs(self.mesh, abstract.params),
+            opt_state=param_specs(self.mesh, abstract.opt_state),
             env_state=specs_like(abstract.env_state, P(EPISODE_AXIS)),
             obs=specs_like(abstract.obs, P(EPISODE_AXIS)),
             key=P(),
@@ -275,7 +278,7 @@ class Trainer:
         obs, env_state = reset_episodes(env, reset_key, self.config.num_envs, hp.env, self.mesh)
         return RunnerState(
             params=params,
-            opt_state=optimizer(hp).init(params),
+            opt_state=optimizer(hp, flat=model_shards(self.mesh) == 1).init(params),
             env_state=env_state,
             obs=obs,
             key=key,
@@ -373,7 +376,9 @@ class Trainer:
         (``nonfinite`` = 1) so one bad minibatch cannot poison the parameters."""
         minibatch = minibatch.replace(advantage=normalize(minibatch.advantage))
         (_, terms), grads = jax.value_and_grad(self.loss, has_aux=True)(params, minibatch, hp)
-        params, opt_state, step = guarded_step(hp, terms["loss"], grads, params, opt_state)
+        params, opt_state, step = guarded_step(
+            hp, terms["loss"], grads, params, opt_state, flat=model_shards(self.mesh) == 1
+        )
         return params, opt_state, terms | step
 
 

@@ -5,14 +5,17 @@ answers, as one compiled loop.
 episodes under the run's environment parameters, the distinct (prompt, answer) pairs of each
 agent group, a held-out share split off by hash) and holds it in the state, so checkpoints
 and resume carry it. One update is ``train_steps`` gradient steps, each on ``batch_size``
-training pairs of each agent group drawn uniformly (updating the agent's ``trainable``
-parameters: all of them, or with LoRA its matrices alone): the loss is the teacher-forced
-cross-entropy of the answer's tokens (``</s>`` included), averaged over the tokens of each
-group, then over the two groups. After them the held-out pairs give ``val_loss`` and
-``val_accuracy``, the share of held-out answers that greedy decoding reproduces exactly
-(every token the argmax under teacher forcing: the same thing, without generating). Every
-update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the first
-two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
+training pairs of each agent group, drawn with probability proportional to the number of times
+each pair was recorded to the power ``frequency_power`` (0, the default: uniformly over the
+distinct pairs). A step updates the agent's ``trainable`` parameters (all of them, or with LoRA
+its matrices alone); the loss is the teacher-forced cross-entropy of the answer's tokens
+(``</s>`` included), averaged over the tokens of each group, then over the two groups. After
+the steps the held-out pairs give ``val_loss`` and ``val_accuracy``, the share of held-out
+answers that greedy decoding reproduces exactly (every token the argmax under teacher forcing:
+the same thing, without generating), and ``val_accuracy_weighted``, that share with each pair
+counted as often as it was recorded (the share of the recorded held-out decisions reproduced).
+Every update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the
+first two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from jaxmac.agents import Params
 from jaxmac.algorithms.base import (
     check_counts,
     guarded_step,
+    model_shards,
     optimizer,
+    param_specs,
     run_updates,
     specs_like,
     store_checked,
@@ -48,6 +53,7 @@ SUPERVISED_METRICS = (
     "nonfinite",
     "val_loss",
     "val_accuracy",
+    "val_accuracy_weighted",
     "ue_val_accuracy",
     "bs_val_accuracy",
     "train_pairs",
@@ -77,6 +83,7 @@ class SupervisedConfig:
 SUPERVISED_RANGES: dict[str, tuple[float, float, bool]] = {
     "lr": (0.0, float("inf"), False),
     "max_grad_norm": (0.0, float("inf"), False),
+    "frequency_power": (0.0, float("inf"), True),
 }
 
 
@@ -86,6 +93,11 @@ class SupervisedHParams:
 
     lr: Any = setting(1e-3, "Adam learning rate")
     max_grad_norm: Any = setting(1.0, "gradient-norm clip")
+    frequency_power: Any = setting(
+        0.0,
+        "draw training pairs with probability proportional to occurrences**this "
+        "(0: uniform over distinct pairs, 1: as often as recorded)",
+    )
     env: EnvParams = dataclasses.field(default_factory=EnvParams)
 
     def __post_init__(self) -> None:
@@ -123,7 +135,8 @@ def answer_loss(
 class Supervised:
     """Supervised fine-tuning of a generating agent (``LLMPTAgent``) as an
     ``jaxmac.algorithms.Algorithm``; see the module docstring. The parallel episodes exist only
-    while ``init`` records the dataset, so nothing is sharded: the state is replicated."""
+    while ``init`` records the dataset, so only the parameters and their optimizer state are
+    sharded (over the mesh's model axis, if it has one); the rest is replicated."""
 
     agent: Any  # an LLMPTAgent: compiler, candidates, graphdef, init, trainable
     config: SupervisedConfig = SupervisedConfig()
@@ -138,7 +151,11 @@ class Supervised:
         abstract = jax.eval_shape(
             self.init, jax.random.PRNGKey(0), SupervisedHParams(env=self.agent.env.default_params)
         )
-        return specs_like(abstract, P())
+        replicated = specs_like(abstract, P())
+        return replicated.replace(
+            params=param_specs(self.mesh, abstract.params),
+            opt_state=param_specs(self.mesh, abstract.opt_state),
+        )
 
     def policy_params(self, state: SupervisedState) -> Params:
         return state.params
@@ -168,7 +185,7 @@ class Supervised:
         )
         return SupervisedState(
             params=params,
-            opt_state=optimizer(hp).init(self.split(params)[0]),
+            opt_state=optimizer(hp, flat=model_shards(self.mesh) == 1).init(self.split(params)[0]),
             data=data,
             key=key,
             update=jnp.zeros((), jnp.int32),
@@ -197,14 +214,23 @@ class Supervised:
 
         trainable, frozen = self.split(state.params)
 
+        def draw(key: jax.Array, examples: Examples) -> jax.Array:
+            """``batch`` row indices below ``examples.count``, each with probability proportional
+            to its occurrences ** ``frequency_power`` (row 0, masked by the loss, when empty)."""
+            live = jnp.arange(examples.answers.shape[0]) < examples.count
+            logits = hp.frequency_power * jnp.log(jnp.maximum(examples.occurrences, 1).astype(jnp.float32))
+            return jax.random.categorical(key, jnp.where(live, logits, -jnp.inf), shape=(batch,))
+
         def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, dict[str, jax.Array]]:
             trainable, opt_state = carry
             ue_key, bs_key = jax.random.split(step_key)
-            ue_rows = jax.random.randint(ue_key, (batch,), 0, jnp.maximum(data.ue_train.count, 1))
-            bs_rows = jax.random.randint(bs_key, (batch,), 0, jnp.maximum(data.bs_train.count, 1))
+            ue_rows = draw(ue_key, data.ue_train)
+            bs_rows = draw(bs_key, data.bs_train)
             loss_of = lambda t: self.loss(self.join(t, frozen), data, ue_rows, bs_rows)  # noqa: E731
             loss, grads = jax.value_and_grad(loss_of)(trainable)
-            trainable, opt_state, terms = guarded_step(hp, loss, grads, trainable, opt_state)
+            trainable, opt_state, terms = guarded_step(
+                hp, loss, grads, trainable, opt_state, flat=model_shards(self.mesh) == 1
+            )
             return (trainable, opt_state), {"loss": loss, **terms}
 
         steps_keys = jax.random.split(steps_key, self.config.train_steps)
@@ -226,12 +252,15 @@ class Supervised:
         ):
             rows = jnp.arange(examples.answers.shape[0])
             nll, tokens, exact = answer_loss(graphdef, params["t5"], examples, rows, group_candidates)
-            totals[group] = (nll, tokens, jnp.sum(exact), examples.count)
-        (ue_nll, ue_tokens, ue_exact, ue_n), (bs_nll, bs_tokens, bs_exact, bs_n) = totals["ue"], totals["bs"]
+            recorded = jnp.sum(examples.occurrences), jnp.sum(jnp.where(exact, examples.occurrences, 0))
+            totals[group] = (nll, tokens, jnp.sum(exact), examples.count, *recorded)
+        (ue_nll, ue_tokens, ue_exact, ue_n, ue_rec, ue_rec_exact) = totals["ue"]
+        (bs_nll, bs_tokens, bs_exact, bs_n, bs_rec, bs_rec_exact) = totals["bs"]
         per = lambda a, b: a / jnp.maximum(b, 1)  # noqa: E731
         return {
             "val_loss": (per(ue_nll, ue_tokens) + per(bs_nll, bs_tokens)) / 2,
             "val_accuracy": per(ue_exact + bs_exact, ue_n + bs_n),
+            "val_accuracy_weighted": per(ue_rec_exact + bs_rec_exact, ue_rec + bs_rec),
             "ue_val_accuracy": per(ue_exact, ue_n),
             "bs_val_accuracy": per(bs_exact, bs_n),
             "train_pairs": (data.ue_train.count + data.bs_train.count).astype(jnp.float32),

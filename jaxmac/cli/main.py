@@ -10,8 +10,10 @@ import jax
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from jaxmac.cli.config_file import config_words, typed_dests
 from jaxmac.cli.options import (
     SHAPE_OPTIONS,
+    add_cluster_options,
     add_env_options,
     env_from_options,
     given_params,
@@ -21,6 +23,7 @@ from jaxmac.cli.options import (
 from jaxmac.cli.prompt import add_prompt_parser, cmd_prompt
 from jaxmac.cli.train import TRAIN_PRESETS, add_train_parsers
 from jaxmac.compilation import enable_compilation_cache
+from jaxmac.distributed import initialize, is_main
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.protocols import PROTOCOLS, make_protocol
 from jaxmac.training import METHODS, Checkpoints, DamagedCheckpoint, Run, RunConfig, write_json_atomic
@@ -56,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     overrides = given_params(args)  # applied to every row, the runs' and the scripted policies'
     try:
         for directory in args.checkpoint:
-            run = Run.build(RunConfig.load(directory), directory)
+            run = Run.build(RunConfig.load(directory), directory, args.model_shards)
             _check_shape_options(args, run)
             kept = directory / ("best" if args.best else "checkpoints")
             if args.best and not kept.is_dir():
@@ -78,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise SystemExit(
             "error: every --checkpoint must use the same environment (max_ues, episode_len, ...)"
         )
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=not is_main())  # the main process prints for all
     table = EvaluationTable([])
     key = jax.random.PRNGKey(args.seed)
     ues = args.ues if args.ues is not None else list(range(1, env.max_ues + 1))
@@ -114,6 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 table += run.evaluate(state, ues, episodes, key, greedy=args.greedy, env_params=overrides)
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
+    if not is_main():
+        return 0
     print(table.format())
     if args.out is not None:
         try:
@@ -181,6 +186,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     ev.add_argument("--chunk-size", type=int, default=4096, help="episodes per compiled call")
     ev.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
     add_env_options(ev, defaults=False)  # given ones override a checkpoint's own parameters
+    add_cluster_options(ev)
     ev.set_defaults(func=cmd_eval)
     commands = {"eval": ev, **add_train_parsers(sub)}
     pr = add_prompt_parser(sub)
@@ -189,10 +195,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, commands
 
 
+def _with_config_file(argv: list[str], commands: dict[str, argparse.ArgumentParser]) -> list[str]:
+    """``argv`` with the options of ``train``/``sweep --config FILE`` put before the typed ones
+    (the options typed on the command line are left out of the file's: they win)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config", type=Path, default=None)
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.config is None or not argv or argv[0] not in ("train", "sweep"):
+        return argv
+    command = commands[argv[0]]
+    try:
+        words = config_words(known.config, command, typed_dests(command, argv[1:]))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    return [argv[0], *words, *argv[1:]]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The parsed command line; ``args.given`` holds the dests of the options typed on it (not
-    defaults, nor a preset's: what a ``--resume`` is asked to change)."""
+    """The parsed command line; ``args.given`` holds the dests of the options typed on it or
+    given by its ``--config`` file (not defaults, nor a preset's: what a ``--resume`` is asked
+    to change)."""
     parser, commands = build_parser()
+    argv = _with_config_file(list(sys.argv[1:] if argv is None else argv), commands)
     args = parser.parse_args(argv)
     if getattr(args, "preset", None):  # the preset's values become defaults: explicit options win
         commands[args.command].set_defaults(**TRAIN_PRESETS[args.preset])
@@ -202,14 +226,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         command.set_defaults(func=None)  # reset the command's own default
         for action in command._actions:
             action.default = argparse.SUPPRESS
-    args.given = frozenset(vars(typed.parse_args(argv))) - {"command", "func"}
+    args.given = frozenset(vars(typed.parse_args(argv))) - {"command", "func", "config"}
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _join_cluster(argv)
     args = parse_args(argv)
     enable_compilation_cache()
     return args.func(args)
+
+
+def _join_cluster(argv: list[str]) -> None:
+    """Join the multi-process run the command line's cluster options (or the environment)
+    describe, before anything touches JAX's devices (building the parser does)."""
+    if not argv or argv[0] not in ("train", "sweep", "eval"):
+        return
+    cluster = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_cluster_options(cluster)
+    known, _ = cluster.parse_known_args(argv[1:])
+    try:
+        initialize(known.coordinator, known.num_processes, known.process_id, detect=known.distributed)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from jaxmac.env import REWARD_PRESETS, EnvParams, UDTSEnv
+from jaxmac.training.sinks import WANDB_MODES, SinkOptions
 
 #: The largest count ``parse_ues`` takes (far above any ``max_ues`` a run can afford).
 MAX_COUNT = 4096
@@ -31,6 +32,66 @@ def parse_ues(text: str) -> list[int]:
             f"expected a count, a range LO-HI or a comma list like 1-4,8; got {text!r}"
         ) from None
     return list(dict.fromkeys(counts))
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """How this process joins a multi-process run (``jaxmac.distributed``; every process runs
+    the same command)."""
+    group = parser.add_argument_group(
+        "devices and processes (a multi-process run: every process runs the same command; "
+        "README, 'Several hosts')"
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a JAX cluster detected from the environment (TPU pod, SLURM, Open MPI)",
+    )
+    group.add_argument(
+        "--coordinator", default=None, help="HOST:PORT of process 0 (else $JAX_COORDINATOR_ADDRESS)"
+    )
+    group.add_argument(
+        "--num-processes", type=int, default=None, help="processes in the run (else $JAX_NUM_PROCESSES)"
+    )
+    group.add_argument(
+        "--process-id", type=int, default=None, help="this process, 0..N-1 (else $JAX_PROCESS_ID)"
+    )
+    group.add_argument(
+        "--model-shards",
+        type=int,
+        default=1,
+        help="split the model's weights over this many devices (tensor parallel; it must divide "
+        "the devices of all processes; the episodes are split over the rest)",
+    )
+
+
+#: Options of a process's place in a multi-process run (``add_cluster_options``).
+CLUSTER_OPTIONS = ("distributed", "coordinator", "num_processes", "process_id")
+#: Those and the device layout: how a run is spread, which its results do not depend on.
+DEVICE_OPTIONS = (*CLUSTER_OPTIONS, "model_shards")
+
+#: The logging-sink options of train and sweep (``add_sink_options``).
+SINK_OPTIONS = ("tensorboard", "wandb", "wandb_project")
+
+
+def add_sink_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging beside metrics.jsonl/csv (pip install 'jaxmac[logging]')")
+    group.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard event files to OUT/tensorboard"
+    )
+    group.add_argument(
+        "--wandb",
+        choices=WANDB_MODES,
+        default=None,
+        help="also log to Weights & Biases: offline writes OUT/wandb (upload later with wandb sync)",
+    )
+    group.add_argument("--wandb-project", default="jaxmac", help="the W&B project (default jaxmac)")
+
+
+def sink_options(args: argparse.Namespace) -> SinkOptions:
+    """The sinks the options choose, their libraries checked (an error naming the package)."""
+    options = SinkOptions(args.tensorboard, args.wandb, args.wandb_project)
+    options.check()
+    return options
 
 
 #: Options that fix the environment's shapes (a trained run's cannot change).

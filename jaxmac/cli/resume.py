@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from jaxmac.cli.method_options import METHOD_OPTIONS, option_dest, option_flags
-from jaxmac.cli.options import SHAPE_OPTIONS
+from jaxmac.cli.options import DEVICE_OPTIONS, SHAPE_OPTIONS, SINK_OPTIONS
 from jaxmac.env import REWARD_PRESETS
 from jaxmac.training import RunConfig
 
@@ -53,7 +53,8 @@ def resumed_config(
     method's structure, episodes, seeds) is an error naming it, unless it repeats the saved value.
     A ``--preset``'s values are defaults, which a resumed run's own settings replace."""
     saved_values = _saved_values(saved)
-    not_settings = ("out", "resume", "preset", "previous_checkpoint")  # a preset sets defaults only
+    # a preset sets defaults only; the sinks are this segment's host output, not the run's settings
+    not_settings = ("out", "resume", "preset", "previous_checkpoint", *SINK_OPTIONS, *DEVICE_OPTIONS)
     given = {d for d in args.given if d not in not_settings}
     hparams = {option_dest(f): f.name for f in saved.method.settings()["hparams"]}
     foreign = sorted(d for d in given if d in METHOD_OPTIONS and d not in saved_values)

@@ -11,8 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jaxmac.cli.method_options import METHOD_OPTIONS, add_method_option, method_settings
-from jaxmac.cli.options import add_env_options, make_directory, parse_ues
+from jaxmac.cli.options import (
+    add_cluster_options,
+    add_env_options,
+    add_sink_options,
+    make_directory,
+    parse_ues,
+    sink_options,
+)
 from jaxmac.cli.resume import resumed_config
+from jaxmac.distributed import is_main
 from jaxmac.env import REWARD_PRESETS
 from jaxmac.training import (
     DEFAULT_STOP_IF,
@@ -101,6 +109,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "continues from the one before",
     )
     parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a YAML file of these options by name (e.g. 'lr: 3e-4', 'ues: 2-5'); options typed "
+        "here override it, and it overrides --preset",
+    )
+    parser.add_argument(
         "--preset",
         choices=sorted(TRAIN_PRESETS),
         default=None,
@@ -144,6 +159,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     for dest, (f, defaults) in METHOD_OPTIONS.items():
         add_method_option(group, dest, f, defaults)
     add_env_options(parser)
+    add_sink_options(parser)
+    add_cluster_options(parser)
 
 
 def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> RunConfig:
@@ -208,13 +225,14 @@ def _status(info: dict[str, float]) -> str:
 
 
 def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str, Any]) -> int:
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=not is_main())  # the main process prints for all
     try:
         changes: dict[str, tuple[Any, Any]] = {}
         if args.resume:  # a run directory's own settings (a directory without a run is an error)
             config, changes = resumed_config(RunConfig.load(args.out), args, seeds, grid)
         else:
             config = config_from_args(args, seeds, grid)
+        sinks = sink_options(args)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     if (
@@ -248,6 +266,8 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
                 changes=changes,
                 log=console.print,
                 on_chunk=on_chunk,
+                sinks=sinks,
+                model_shards=args.model_shards,
             )
         except (TrainingDiverged, RunLocked, DamagedCheckpoint, CheckpointNotWritten, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
@@ -261,7 +281,7 @@ def run_command(args: argparse.Namespace, seeds: tuple[int, ...], grid: dict[str
     console.print(
         f"{result.updates} updates; {speed} while training (compile {result.compile_s:.1f} s excluded)"
     )
-    if result.evaluation is not None:
+    if result.evaluation is not None and is_main():
         print(result.evaluation.format())
     return 0
 

@@ -70,7 +70,12 @@ def _run_episodes(
         constrain=constrain,
     )
     metrics = jax.tree.map(lambda m: m[-1], trajectory.episode)  # every lane's episode ends at its last TTI
-    return metrics | {name: jnp.sum(count, axis=0) for name, count in trajectory.kept.items()}
+    metrics |= {name: jnp.sum(count, axis=0) for name, count in trajectory.kept.items()}
+    if sharding is None:
+        return metrics
+    # every process of a multi-process run reads every lane's metrics (a few numbers per lane)
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    return jax.lax.with_sharding_constraint(metrics, replicated)
 
 
 run_episodes = jax.jit(_run_episodes, static_argnames=("env", "sharding"))

@@ -8,12 +8,14 @@ from jaxmac.models.actor import (
     act,
     act_distinct,
 )
-from jaxmac.models.config import CONFIGS, T5Config
+from jaxmac.models.config import CONFIGS, DTYPES, T5Config, compute_dtype
 from jaxmac.models.loading import load_pretrained_t5, load_t5, resolve_checkpoint, tiny_config
 from jaxmac.models.t5 import T5
 
 __all__ = [
     "CONFIGS",
+    "DTYPES",
+    "compute_dtype",
     "ActorOutput",
     "CandidateSet",
     "Candidates",

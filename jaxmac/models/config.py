@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 
 @dataclasses.dataclass(frozen=True)
 class T5Config:
@@ -77,6 +80,20 @@ class T5Config:
             "dropout_rate": 0.0,
             "tie_word_embeddings": self.scale_decoder_outputs,
         }
+
+
+#: Compute dtypes of the T5 by name (``compute_dtype``); parameters stay float32.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str) -> Any:
+    """The T5's compute dtype ``name``: ``auto`` is bfloat16 on GPU and TPU (their matrix units'
+    type) and float32 on CPU (where bfloat16 is emulated, slower and less exact)."""
+    if name == "auto":
+        return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {['auto', *DTYPES]}, got {name!r}")
+    return DTYPES[name]
 
 
 #: Named configurations: the three Flan-T5 sizes and a tiny one for tests and CPU demos.

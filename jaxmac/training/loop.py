@@ -15,6 +15,7 @@ resumed run ends with the same parameters as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -32,11 +33,14 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, LearnedPolicy
-from jaxmac.algorithms import EPISODE_AXIS, Algorithm
+from jaxmac.algorithms import EPISODE_AXIS, Algorithm, episode_devices
+from jaxmac.distributed import is_main, sync_processes
 from jaxmac.evaluation import EvaluationTable, evaluate
+from jaxmac.models.sharding import MODEL_AXIS
 from jaxmac.training.checkpoint import Checkpoints, DamagedCheckpoint
 from jaxmac.training.config import RunConfig, parse_bound
 from jaxmac.training.files import RunLock, write_json_atomic, write_text_atomic
+from jaxmac.training.sinks import MetricSink, SinkOptions
 
 #: Most episodes per compiled evaluation call. Smaller evaluations round their episode count up
 #: to a power of two, so evaluations of similar size (at the end of training, then
@@ -44,6 +48,10 @@ from jaxmac.training.files import RunLock, write_json_atomic, write_text_atomic
 #: through the persistent cache. Padding lanes repeat one episode, which costs a language model
 #: almost nothing (its prompts are deduplicated).
 EVAL_CHUNK = 4096
+
+
+def _quiet(message: str) -> None:
+    """The log of a process other than the main one."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -93,8 +101,17 @@ class Run:
     compile_seconds: float = 0.0
 
     @classmethod
-    def build(cls, config: RunConfig, directory: Path) -> Run:
-        mesh = Mesh(jax.devices(), (EPISODE_AXIS,))
+    def build(cls, config: RunConfig, directory: Path, model_shards: int = 1) -> Run:
+        """The run in ``directory`` over every device of every process: a mesh of the episode
+        axis by a model axis of ``model_shards`` devices (parameters split over it,
+        ``jaxmac.models.sharding``; 1: replicated)."""
+        devices = jax.devices()
+        if isinstance(model_shards, bool) or not isinstance(model_shards, int) or model_shards < 1:
+            raise ValueError(f"model_shards must be an integer >= 1, got {model_shards!r}")
+        if len(devices) % model_shards:
+            raise ValueError(f"model_shards={model_shards} must divide the {len(devices)} devices")
+        grid = np.asarray(devices).reshape(-1, model_shards)
+        mesh = Mesh(grid, (EPISODE_AXIS, MODEL_AXIS))
         algorithm = config.build_algorithm(mesh)
         keys, hparams = config.keys_and_hparams()
         return cls(config, Path(directory), algorithm, mesh, keys, hparams)
@@ -128,7 +145,8 @@ class Run:
             raise ValueError(f"n must be an integer in [1, chunk={self.config.chunk}], got {n!r}")
         if self.compiled is None:
             update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
-            fn = jax.jit(update, static_argnums=2, out_shardings=(self.state_shardings, None))
+            replicated = NamedSharding(self.mesh, P())  # every process reads every metric
+            fn = jax.jit(update, static_argnums=2, out_shardings=(self.state_shardings, replicated))
             start = time.perf_counter()
             self.compiled = fn.lower(state, self.hparams, self.config.chunk, n).compile()
             self.compile_seconds += time.perf_counter() - start
@@ -144,8 +162,15 @@ class Run:
         step = checkpoints.latest()
         if step is None:
             raise FileNotFoundError(f"{self.directory} has no checkpoint")
-        like = jax.eval_shape(jax.vmap(self.algorithm.init), self.keys, self.hparams)
-        return jax.device_put(checkpoints.restore(step, like), self.state_shardings)
+        abstract = jax.eval_shape(jax.vmap(self.algorithm.init), self.keys, self.hparams)
+        # read straight into this run's layout: a checkpoint written on other devices (another
+        # count, another process count) is resharded as it is read
+        like = jax.tree.map(
+            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+            abstract,
+            self.state_shardings,
+        )
+        return checkpoints.restore(step, like)
 
     def evaluate(
         self,
@@ -165,7 +190,8 @@ class Run:
         ues = list(ues or config.eval_ues or range(1, self.agent.env.max_ues + 1))
         episodes = episodes or config.eval_episodes
         chunk_size = min(EVAL_CHUNK, 1 << (len(ues) * episodes - 1).bit_length())
-        lanes = NamedSharding(self.mesh, P(EPISODE_AXIS)) if chunk_size % self.mesh.size == 0 else None
+        split = chunk_size % episode_devices(self.mesh) == 0
+        lanes = NamedSharding(self.mesh, P(EPISODE_AXIS)) if split else None
         table = EvaluationTable([])
         for i, (member, hp) in enumerate(zip(config.members(), config.member_hparams(), strict=True)):
             policy = LearnedPolicy(self.agent, self.member_params(state, i), greedy)
@@ -267,6 +293,8 @@ def train_run(
     changes: dict[str, tuple[Any, Any]] | None = None,
     log: Callable[[str], None] = print,
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
+    sinks: SinkOptions | None = None,
+    model_shards: int = 1,
 ) -> RunResult:
     """Train (or resume) the run in ``directory`` up to ``config.updates``. ``changes`` (setting
     -> (old, new)) are what a resumed ``config`` changed; they are appended to the run's
@@ -275,21 +303,42 @@ def train_run(
     from the one before (the updates are deterministic, so nothing is lost but their time).
 
     ``on_chunk(done, total, info)`` is called after every chunk with the updates done, the
-    total, and ``info`` holding ``env_steps_per_s`` and the chunk's last metrics."""
+    total, and ``info`` holding ``env_steps_per_s`` and the chunk's last metrics. ``sinks``
+    chooses TensorBoard and W&B beside the metrics files (``jaxmac.training.sinks``);
+    ``model_shards`` splits the parameters over that many devices (``Run.build``).
+
+    In a multi-process run (``jaxmac.distributed``) every process calls this with the same
+    arguments: all of them compute and write their shards of each checkpoint; the main process
+    alone holds the lock, writes the other files, logs and calls ``on_chunk``."""
     directory = Path(directory)
     if resume and not (directory / "config.json").is_file():
         raise FileNotFoundError(
             f"{directory} holds no run to resume (no config.json); start one without resume"
         )
-    run = Run.build(config, directory)  # loads the model: bad settings fail before any file is written
-    with RunLock(directory, log):
+    run = Run.build(
+        config, directory, model_shards
+    )  # loads the model: bad settings fail before any file is written
+    if not is_main():  # another process of a multi-process run: computes, writes its checkpoint shards
+        log, on_chunk, sinks = _quiet, None, SinkOptions()
+    with RunLock(directory, log) if is_main() else contextlib.nullcontext():
         if not resume and any((directory / "checkpoints").glob("*")):
             raise FileExistsError(
                 f"{directory} already holds a run; pass resume=True (--resume) or another directory"
             )
-        write_json_atomic(directory / "config.json", config.to_json())
+        sync_processes("jaxmac: the run directory is checked")  # by every process, before any write
+        if is_main():
+            write_json_atomic(directory / "config.json", config.to_json())
         with Checkpoints(directory / "checkpoints") as checkpoints:
-            return _train(run, checkpoints, resume, previous_checkpoint, changes or {}, log, on_chunk)
+            return _train(
+                run,
+                checkpoints,
+                resume,
+                previous_checkpoint,
+                changes or {},
+                log,
+                on_chunk,
+                sinks or SinkOptions(),
+            )
 
 
 def _restore(run: Run, checkpoints: Checkpoints, previous: bool, log: Callable[[str], None]) -> Any:
@@ -302,7 +351,10 @@ def _restore(run: Run, checkpoints: Checkpoints, previous: bool, log: Callable[[
             step = checkpoints.latest()
             if not previous or step is None:
                 raise
-            log(f"checkpoint {step} cannot be read: moved to {checkpoints.set_aside(step)}")
+            if is_main():
+                log(f"checkpoint {step} cannot be read: moved to {checkpoints.set_aside(step)}")
+            sync_processes("jaxmac: a damaged checkpoint is set aside")
+            checkpoints.manager.reload()
 
 
 def _train(
@@ -313,17 +365,18 @@ def _train(
     changes: dict[str, tuple[Any, Any]],
     log: Callable[[str], None],
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None,
+    sinks: SinkOptions,
 ) -> RunResult:
     """``train_run``'s work, under the run directory's lock."""
     config, directory = run.config, run.directory
-    total = config.updates
 
     if resume and checkpoints.latest() is not None:
         state = _restore(run, checkpoints, previous_checkpoint, log)
         done = checkpoints.latest()
-        _truncate(directory, done, log)
+        if is_main():
+            _truncate(directory, done, log)
         log(f"resumed {directory} at update {done}")
-        if changes:
+        if changes and is_main():
             entry = {"update": done, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes}
             with open(directory / "history.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
@@ -335,7 +388,25 @@ def _train(
         state = run.init()
         done = 0
         checkpoints.save(0, state)
+    with contextlib.ExitStack() as stack:
+        opened = [
+            stack.enter_context(contextlib.closing(s)) for s in sinks.open(directory, config.to_json(), done)
+        ]
+        return _loop(run, checkpoints, state, done, opened, log, on_chunk)
 
+
+def _loop(
+    run: Run,
+    checkpoints: Checkpoints,
+    state: Any,
+    done: int,
+    sinks: list[MetricSink],
+    log: Callable[[str], None],
+    on_chunk: Callable[[int, int, dict[str, Any]], None] | None,
+) -> RunResult:
+    """The chunks from update ``done`` to the run's end, then the final evaluation."""
+    config, directory = run.config, run.directory
+    total = config.updates
     steps_per_update = run.algorithm.steps_per_update * run.members
     steps, trained, seconds_total, evaluation = 0, 0, 0.0, None
     while done < total:
@@ -346,7 +417,11 @@ def _train(
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start - (run.compile_seconds - compile_before)
         _check(metrics, config.stop_if, done, directory)
-        _append(directory, _rows(run, metrics, done, seconds))
+        rows = _rows(run, metrics, done, seconds)
+        if is_main():
+            _append(directory, rows)
+        for sink in sinks:
+            sink.write(rows)
         state, done = new_state, done + n
         checkpoints.save(done, state)
         steps, trained, seconds_total = steps + n * steps_per_update, trained + n, seconds_total + seconds
@@ -356,29 +431,37 @@ def _train(
             on_chunk(done, total, rates | last)
         period = config.eval_every * config.chunk  # updates between evaluations, counted from 0
         if config.eval_every and done // period > (done - n) // period and done < total:
-            _evaluated(run, state, done, log)
+            _evaluated(run, state, done, log, sinks)
     if done > 0:
-        evaluation = _evaluated(run, state, done, log)
-        write_json_atomic(directory / "eval.json", evaluation.rows)
+        evaluation = _evaluated(run, state, done, log, sinks)
+        if is_main():
+            write_json_atomic(directory / "eval.json", evaluation.rows)
     rate = steps / seconds_total if seconds_total else math.nan
     per_update = seconds_total / trained if trained else math.nan
     return RunResult(state, done, evaluation, rate, per_update, run.compile_seconds)
 
 
-def _evaluated(run: Run, state: Any, update: int, log: Callable[[str], None]) -> EvaluationTable:
+def _evaluated(
+    run: Run, state: Any, update: int, log: Callable[[str], None], sinks: list[MetricSink]
+) -> EvaluationTable:
     """Evaluate ``state``, append the rows to ``eval.jsonl``, and keep the state as the run's best
     (``best/`` and ``best.json``) when its mean throughput over the rows (every member and UE
     count) beats the best so far: the kept checkpoint beside the newest, which a collapse after
     it cannot replace (``jaxmac eval --checkpoint DIR --best``)."""
-    table = run.evaluate(state)
+    table = run.evaluate(state)  # the same rows on every process
     directory = run.directory
-    with open(directory / "eval.jsonl", "a") as f:
-        f.writelines(json.dumps({"update": update, **row}) + "\n" for row in table.rows)
+    if is_main():
+        with open(directory / "eval.jsonl", "a") as f:
+            f.writelines(json.dumps({"update": update, **row}) + "\n" for row in table.rows)
+    for sink in sinks:
+        sink.write_evaluation(update, table.rows)
     score = float(np.mean([row["throughput"] for row in table.rows]))
     best = directory / "best.json"
     if not best.exists() or score > json.loads(best.read_text())["throughput"]:
         with Checkpoints(directory / "best", keep=1) as kept:
             kept.save(update, state)
-        write_json_atomic(best, {"update": update, "throughput": score})
+        if is_main():
+            write_json_atomic(best, {"update": update, "throughput": score})
         log(f"update {update} is the best evaluated so far (mean throughput {score:.4f}): kept in best/")
+    sync_processes("jaxmac: best.json is written")  # no process reads it before then
     return table
