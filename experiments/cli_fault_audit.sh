@@ -43,6 +43,13 @@ check fail "sweep foo=1" sweep $SMALL --sweep foo=1 --out $T/x10
 check fail "llm-pt --lora-rank -1" train --algo llm-pt --lora-rank -1 --out $T/x12
 check fail "llm-pt --answer-len 2" train --algo llm-pt --answer-len 2 --out $T/x13
 check fail "llm-pt --heldout-percent 100" train --algo llm-pt --heldout-percent 100 --out $T/x14
+printf 'lrr: 1\n' > $T/badkey.yaml; printf 'algo: [1, 2\n' > $T/notyaml.yaml
+check fail "--config with an unknown key" train --config $T/badkey.yaml --out $T/x15
+check fail "--config that is not YAML" train --config $T/notyaml.yaml --out $T/x16
+check fail "--config missing" train --config $T/nope.yaml --out $T/x17
+check fail "--model-shards 3 on 1 device" train $SMALL --model-shards 3 --out $T/x18
+check fail "--dtype float16" train --algo llm4mac --dtype float16 --out $T/x19
+check fail "--num-processes without coordinator" train $SMALL --num-processes 2 --process-id 0 --out $T/x20
 check fail "foreign option --tau for mappo" train $SMALL --tau 0.1 --out $T/x11
 check fail "resume: unknown config key" train --resume --out $T/unk
 check fail "resume: config not JSON" train --resume --out $T/badjson

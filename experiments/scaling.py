@@ -10,12 +10,12 @@ agents). Three parts, each jitted on its own, compile excluded (reported), best 
   episode, then ``Trainer.learn``: GAE, 1 epoch x 2 minibatches; hidden 64);
 * ``llm4mac``: the same for the tiny LLM4MAC (rollout and update timed apart; untrained).
 
-Two sweeps: ``max_ues`` 8 -> 16 -> 64 -> 256 (``--ues``) at ``--episodes`` per part (fewer
-episodes for the costlier parts, so each point runs in seconds here: the cost per agent-step
-is what is compared), and episodes 1k -> 64k (``--episode-sweep``) at max_ues 8 for the
-environment and MAPPO. The growth exponent of a part is the slope of log cost per agent-step
-against log max_ues between consecutive points (0: linear total cost in the agents; 1: each
-agent's cost grows with the UE count, quadratic in total).
+Two sweeps: ``max_ues`` 8 -> 16 -> 64 -> 256 (``--ues``; LLM4MAC 8 -> 16 -> 32,
+``--llm-ues``: its 64-UE point took over 10 minutes here) at each part's ``EPISODES`` (the same
+at every max_ues), and episodes 1k -> 64k (``--episode-sweep``) at max_ues 8 for the
+environment (MAPPO up to ``MAPPO_MAX_EPISODES``). The growth exponent of a part is the slope of
+log cost per agent-step against log max_ues between consecutive points (0: linear total cost in
+the agents; 1: each agent's cost grows with the UE count, quadratic in total).
 
     python experiments/scaling.py --out results/scaling.json --plot results/scaling.png
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxmac.algorithms import HParams, PPOConfig, Trainer
@@ -37,12 +38,11 @@ from jaxmac.env import UDTSEnv
 from jaxmac.protocols import make_protocol
 from jaxmac.training import make_agent
 
-#: Episodes per part of the max_ues sweep, by max_ues (a part's cost per episode grows with it).
-EPISODES = {
-    "env": {8: 1024, 16: 1024, 64: 1024, 256: 1024},
-    "mappo": {8: 1024, 16: 512, 64: 128, 256: 32},
-    "llm4mac": {8: 64, 16: 32, 64: 8, 256: 2},
-}
+#: Episodes of each part's max_ues sweep: the same at every max_ues, since a part's cost per
+#: agent-step also depends on the episodes (LLM4MAC's shared prompts, small-batch overheads).
+EPISODES = {"env": 1024, "mappo": 128, "llm4mac": 8}
+#: Most episodes of MAPPO's episode sweep (its 64k point alone would take minutes here).
+MAPPO_MAX_EPISODES = 16384
 
 
 def best_of(fn: Any, repeats: int) -> float:
@@ -59,25 +59,29 @@ def env_part(env: UDTSEnv, episodes: int, repeats: int) -> dict[str, float]:
     policy = make_protocol("contention_free", env)
     params = env.default_params.replace(n_min=1, n_max=env.max_ues)
 
-    def one(key: jax.Array) -> jax.Array:
+    def one(key: jax.Array) -> tuple[jax.Array, jax.Array]:
         reset_key, key = jax.random.split(key)
         obs, state = env.reset(reset_key, params)
 
-        def tti(carry: tuple, key: jax.Array) -> tuple[tuple, jax.Array]:
+        def tti(carry: tuple, key: jax.Array) -> tuple[tuple, tuple]:
             obs, state = carry
             act_key, step_key = jax.random.split(key)
             action = policy(act_key, obs, state, params)
-            obs, state, _, _, info = env.step(step_key, state, action, params)
-            return (obs, state), info.tti.active_ues + 1
+            obs, state, reward, _, info = env.step(step_key, state, action, params)
+            return (obs, state), (info.tti.active_ues + 1, reward)
 
-        _, agents = jax.lax.scan(tti, (obs, state), jax.random.split(key, env.episode_len))
-        return agents.sum()
+        (obs, state), (agents, reward) = jax.lax.scan(
+            tti, (obs, state), jax.random.split(key, env.episode_len)
+        )
+        # every output feeds the result, so XLA cannot drop any of the environment's work
+        everything = sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves((obs, state)))
+        return agents.sum(), reward.sum() + everything
 
     keys = jax.random.split(jax.random.PRNGKey(0), episodes)
     start = time.perf_counter()
-    run = jax.jit(lambda k: jax.vmap(one)(k).sum()).lower(keys).compile()
+    run = jax.jit(lambda k: jax.tree.map(jnp.sum, jax.vmap(one)(k))).lower(keys).compile()
     compile_s = time.perf_counter() - start
-    agent_steps = int(run(keys))
+    agent_steps = int(run(keys)[0])
     return {
         "compile_s": compile_s,
         "seconds": best_of(lambda: run(keys), repeats),
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--parts", default="env,mappo,llm4mac", help="comma list of env, mappo, llm4mac")
     parser.add_argument("--ues", default="8,16,64,256", help="max_ues values of the UE sweep")
-    parser.add_argument("--llm-ues", default="8,16,64", help="max_ues values for llm4mac (costliest)")
+    parser.add_argument("--llm-ues", default="8,16,32", help="max_ues values for llm4mac (costliest)")
     parser.add_argument(
         "--episode-sweep", default="1024,4096,16384,65536", help="episodes at max_ues 8 ('' to skip)"
     )
@@ -181,20 +185,21 @@ def main(argv: list[str] | None = None) -> None:
     for part in parts:
         counts = args.llm_ues if part == "llm4mac" else args.ues
         for max_ues in (int(n) for n in counts.split(",")):
-            row = measure(part, max_ues, EPISODES[part][max_ues], args.repeats)
+            row = measure(part, max_ues, EPISODES[part], args.repeats)
             ue_rows.append(row)
             print(
                 f"{part:8} {max_ues:7d} {row['episodes']:8d} {row['compile_s']:9.1f} {row['seconds']:8.3f} "
-                f"{row['us_per_agent_step']:13.2f}",
+                f"{row['us_per_agent_step']:13.4g}",
                 flush=True,
             )
     for part in (p for p in parts if p != "llm4mac"):
-        for episodes in (int(n) for n in args.episode_sweep.split(",") if n):
+        sweep = [int(n) for n in args.episode_sweep.split(",") if n]
+        for episodes in (e for e in sweep if part == "env" or e <= MAPPO_MAX_EPISODES):
             row = measure(part, 8, episodes, args.repeats)
             episode_rows.append(row)
             print(
                 f"{part:8} {8:7d} {episodes:8d} {row['compile_s']:9.1f} {row['seconds']:8.3f} "
-                f"{row['us_per_agent_step']:13.2f}",
+                f"{row['us_per_agent_step']:13.4g}",
                 flush=True,
             )
     growth = exponents(ue_rows)

@@ -138,7 +138,8 @@ class Run:
         return jax.jit(init, out_shardings=self.state_shardings)(self.keys, self.hparams)
 
     def chunk(self, state: Any, n: int) -> tuple[Any, dict[str, jax.Array]]:
-        """``n`` <= ``config.chunk`` updates of every member; metrics (members, n) per name. One
+        """``n`` <= ``config.chunk`` updates of every member (``state`` is consumed: use the
+        returned one); metrics (members, n) per name. One
         program, compiled for ``config.chunk`` updates on the first call (timed in
         ``compile_seconds``), serves every ``n``: a run's shorter last chunk and a resume reuse it."""
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.config.chunk:
@@ -146,7 +147,11 @@ class Run:
         if self.compiled is None:
             update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
             replicated = NamedSharding(self.mesh, P())  # every process reads every metric
-            fn = jax.jit(update, static_argnums=2, out_shardings=(self.state_shardings, replicated))
+            # the state is donated: its buffers become the new state's (a large model's
+            # parameters and optimizer state are not held twice)
+            fn = jax.jit(
+                update, static_argnums=2, out_shardings=(self.state_shardings, replicated), donate_argnums=0
+            )
             start = time.perf_counter()
             self.compiled = fn.lower(state, self.hparams, self.config.chunk, n).compile()
             self.compile_seconds += time.perf_counter() - start
