@@ -8,14 +8,17 @@ agents). Three parts, each jitted on its own, compile excluded (reported), best 
 * ``env``: ``UDTSEnv`` reset and 24 steps under ``contention_free`` (the environment alone);
 * ``mappo``: one PPO update of Sym. MAPPO (``Trainer.rollout`` of one episode per parallel
   episode, then ``Trainer.learn``: GAE, 1 epoch x 2 minibatches; hidden 64);
-* ``llm4mac``: the same for the tiny LLM4MAC (rollout and update timed apart; untrained).
+* ``llm4mac``: the same for the tiny LLM4MAC (rollout and update timed apart; untrained);
+* ``llm4mac-dec``: the same with ``--bs-target decoder``: one BS prompt per TTI, the target UE
+  named on the decoder side (the remedy for the BS prompts' quadratic growth).
 
 Two sweeps: ``max_ues`` 8 -> 16 -> 64 -> 256 (``--ues``; LLM4MAC 8 -> 16 -> 32,
-``--llm-ues``: its 64-UE point took over 10 minutes here) at each part's ``EPISODES`` (the same
-at every max_ues), and episodes 1k -> 64k (``--episode-sweep``) at max_ues 8 for the
-environment (MAPPO up to ``MAPPO_MAX_EPISODES``). The growth exponent of a part is the slope of
-log cost per agent-step against log max_ues between consecutive points (0: linear total cost in
-the agents; 1: each agent's cost grows with the UE count, quadratic in total).
+``--llm-ues``: its 64-UE point took over 10 minutes here; ``--llm-dec-ues`` for the remedy)
+at each part's ``EPISODES`` (the same at every max_ues), and episodes 1k -> 64k
+(``--episode-sweep``) at max_ues 8 for the environment (MAPPO up to ``MAPPO_MAX_EPISODES``).
+The growth exponent of a part is the slope of log cost per agent-step against log max_ues
+between consecutive points (0: linear total cost in the agents; 1: each agent's cost grows
+with the UE count, quadratic in total).
 
     python experiments/scaling.py --out results/scaling.json --plot results/scaling.png
 """
@@ -40,7 +43,9 @@ from jaxmac.training import make_agent
 
 #: Episodes of each part's max_ues sweep: the same at every max_ues, since a part's cost per
 #: agent-step also depends on the episodes (LLM4MAC's shared prompts, small-batch overheads).
-EPISODES = {"env": 1024, "mappo": 128, "llm4mac": 8}
+EPISODES = {"env": 1024, "mappo": 128, "llm4mac": 8, "llm4mac-dec": 8}
+#: The language parts: LLM4MAC's options besides the untrained tiny model.
+LLM_PARTS = {"llm4mac": {}, "llm4mac-dec": {"bs_target": "decoder"}}
 #: Most episodes of MAPPO's episode sweep (its 64k point alone would take minutes here).
 MAPPO_MAX_EPISODES = 16384
 
@@ -89,10 +94,13 @@ def env_part(env: UDTSEnv, episodes: int, repeats: int) -> dict[str, float]:
     }
 
 
-def ppo_part(algo: str, env: UDTSEnv, episodes: int, repeats: int) -> dict[str, float]:
+def ppo_part(part: str, env: UDTSEnv, episodes: int, repeats: int) -> dict[str, float]:
     """Seconds of one PPO update's rollout and learning step, and the rollout's agent-steps."""
-    options = {"model": "tiny", "pretrained": False} if algo == "llm4mac" else {"hidden": 64}
-    trainer = Trainer(make_agent(algo, env, **options), PPOConfig(num_envs=episodes, epochs=1, minibatches=2))
+    if part in LLM_PARTS:
+        agent = make_agent("llm4mac", env, model="tiny", pretrained=False, **LLM_PARTS[part])
+    else:
+        agent = make_agent(part, env, hidden=64)
+    trainer = Trainer(agent, PPOConfig(num_envs=episodes, epochs=1, minibatches=2))
     hp = HParams(env=env.default_params.replace(n_min=1, n_max=env.max_ues))
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0), hp)
     start = time.perf_counter()
@@ -118,7 +126,7 @@ def measure(part: str, max_ues: int, episodes: int, repeats: int) -> dict[str, A
         row |= ppo_part(part, env, episodes, repeats)
         row["seconds"] = row["rollout_s"] + row["update_s"]
     row["us_per_agent_step"] = 1e6 * row["seconds"] / row["agent_steps"]
-    if part == "llm4mac":
+    if part in LLM_PARTS:
         for phase in ("rollout", "update"):
             row[f"{phase}_us_per_agent_step"] = 1e6 * row[f"{phase}_s"] / row["agent_steps"]
     return row
@@ -142,9 +150,11 @@ def plot(ue_rows: list[dict], episode_rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = 2 if episode_rows else 1  # the episode sweep's panel only when it was run
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    axes = axes[0]
     series = [(p, "us_per_agent_step") for p in ("env", "mappo")]
-    series += [("llm4mac", "rollout_us_per_agent_step"), ("llm4mac", "update_us_per_agent_step")]
+    series += [(p, f"{phase}_us_per_agent_step") for p in LLM_PARTS for phase in ("rollout", "update")]
     for part, key in series:
         points = sorted((r["max_ues"], r[key]) for r in ue_rows if r["part"] == part and key in r)
         if points:
@@ -152,12 +162,12 @@ def plot(ue_rows: list[dict], episode_rows: list[dict], path: Path) -> None:
             axes[0].loglog(*zip(*points, strict=True), "o-", label=label)
     axes[0].set(xlabel="max_ues (UE count drawn in 1..max_ues)", ylabel="µs per agent-step")
     axes[0].set_title("cost per agent-step as the UEs grow")
-    for part in ("env", "mappo"):
+    for part in ("env", "mappo") if episode_rows else ():
         points = sorted((r["episodes"], r["us_per_agent_step"]) for r in episode_rows if r["part"] == part)
         if points:
             axes[1].loglog(*zip(*points, strict=True), "o-", label=part)
-    axes[1].set(xlabel="parallel episodes (max_ues 8)", ylabel="µs per agent-step")
-    axes[1].set_title("cost per agent-step as the episodes grow")
+        axes[1].set(xlabel="parallel episodes (max_ues 8)", ylabel="µs per agent-step")
+        axes[1].set_title("cost per agent-step as the episodes grow")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
@@ -169,9 +179,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--parts", default="env,mappo,llm4mac", help="comma list of env, mappo, llm4mac")
+    parser.add_argument(
+        "--parts", default="env,mappo,llm4mac,llm4mac-dec", help="comma list of " + ", ".join(EPISODES)
+    )
     parser.add_argument("--ues", default="8,16,64,256", help="max_ues values of the UE sweep")
     parser.add_argument("--llm-ues", default="8,16,32", help="max_ues values for llm4mac (costliest)")
+    parser.add_argument("--llm-dec-ues", default="8,16,32,64", help="max_ues values for llm4mac-dec")
+    parser.add_argument(
+        "--llm-episodes", type=int, default=EPISODES["llm4mac"], help="episodes of both language parts"
+    )
     parser.add_argument(
         "--episode-sweep", default="1024,4096,16384,65536", help="episodes at max_ues 8 ('' to skip)"
     )
@@ -180,35 +196,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the cost growth")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
+    unknown = [p for p in parts if p not in EPISODES]
+    if unknown:
+        parser.error(f"--parts: unknown {unknown}, allowed: {', '.join(EPISODES)}")
     ue_rows, episode_rows = [], []
-    print(f"{'part':8} {'max_ues':>7} {'episodes':>8} {'compile s':>9} {'run s':>8} {'µs/agent-step':>13}")
+    counts = {"llm4mac": args.llm_ues, "llm4mac-dec": args.llm_dec_ues}
+    print(f"{'part':11} {'max_ues':>7} {'episodes':>8} {'compile s':>9} {'run s':>8} {'µs/agent-step':>13}")
     for part in parts:
-        counts = args.llm_ues if part == "llm4mac" else args.ues
-        for max_ues in (int(n) for n in counts.split(",")):
-            row = measure(part, max_ues, EPISODES[part], args.repeats)
+        for max_ues in (int(n) for n in counts.get(part, args.ues).split(",")):
+            episodes = args.llm_episodes if part in LLM_PARTS else EPISODES[part]
+            row = measure(part, max_ues, episodes, args.repeats)
             ue_rows.append(row)
             print(
-                f"{part:8} {max_ues:7d} {row['episodes']:8d} {row['compile_s']:9.1f} {row['seconds']:8.3f} "
+                f"{part:11} {max_ues:7d} {row['episodes']:8d} {row['compile_s']:9.1f} {row['seconds']:8.3f} "
                 f"{row['us_per_agent_step']:13.4g}",
                 flush=True,
             )
-    for part in (p for p in parts if p != "llm4mac"):
+    for part in (p for p in parts if p not in LLM_PARTS):
         sweep = [int(n) for n in args.episode_sweep.split(",") if n]
         for episodes in (e for e in sweep if part == "env" or e <= MAPPO_MAX_EPISODES):
             row = measure(part, 8, episodes, args.repeats)
             episode_rows.append(row)
             print(
-                f"{part:8} {8:7d} {episodes:8d} {row['compile_s']:9.1f} {row['seconds']:8.3f} "
+                f"{part:11} {8:7d} {episodes:8d} {row['compile_s']:9.1f} {row['seconds']:8.3f} "
                 f"{row['us_per_agent_step']:13.4g}",
                 flush=True,
             )
     growth = exponents(ue_rows)
-    if "llm4mac" in parts:
+    for part in (p for p in parts if p in LLM_PARTS):
         for phase in ("rollout", "update"):
-            growth[f"llm4mac {phase}"] = exponents(ue_rows, f"{phase}_us_per_agent_step")["llm4mac"]
+            growth[f"{part} {phase}"] = exponents(ue_rows, f"{phase}_us_per_agent_step")[part]
     print("\ngrowth exponent of the cost per agent-step in max_ues, between consecutive points:")
     for part, slopes in growth.items():
-        print(f"  {part:16} " + "  ".join(f"{s:+.2f}" for s in slopes))
+        print(f"  {part:20} " + "  ".join(f"{s:+.2f}" for s in slopes))
     result = {"device": jax.devices()[0].device_kind, "ue_sweep": ue_rows, "episode_sweep": episode_rows}
     result["growth_exponents"] = growth
     if args.out:

@@ -10,11 +10,12 @@ from t5_fixtures import TINY_HF, save_random_t5
 
 from jaxmac.agents.policy import Choices, choices_to_action, fuse
 from jaxmac.env import UDTSEnv
-from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
+from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer, render_prompt
 from jaxmac.models import (
     Candidates,
     CandidateSet,
     LanguageActorCritic,
+    TargetedCandidates,
     act,
     act_distinct,
     load_pretrained_t5,
@@ -22,6 +23,7 @@ from jaxmac.models import (
 )
 from jaxmac.models.dedup import group_rows
 from jaxmac.protocols import make_protocol
+from jaxmac.training import make_agent
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +65,100 @@ def test_candidate_log_probs_match_lamorel_scoring(checkpoint, raw):
         cand_mask = np.arange(4)[None] < np.array(lengths)[:, None]
         cand_ids = np.where(cand_mask, rng.integers(3, TINY_HF.vocab_size, (len(lengths), 4)), 0)
         candidates = CandidateSet(ids=jnp.asarray(cand_ids, jnp.int32), mask=jnp.asarray(cand_mask))
-        out = model(jnp.asarray(ids), jnp.asarray(mask), candidates, raw_logits=raw)
+        out = nnx.jit(lambda m, c: m(jnp.asarray(ids), jnp.asarray(mask), c, raw_logits=raw))(
+            model, candidates
+        )
         per_prompt = (np.broadcast_to(x, (p, *x.shape)) for x in (cand_ids, cand_mask.astype(np.float32)))
         scores = lamorel_scores(reference, ids, mask.astype(np.int64), *per_prompt, raw)
         expected = torch.log_softmax(torch.tensor(scores), -1).numpy()
         np.testing.assert_allclose(np.asarray(out.log_probs), expected, rtol=1e-4, atol=1e-5)
         assert out.value.shape == (p,) and np.all(np.asarray(out.entropy) >= 0)
+
+
+def test_targeted_candidates_score_each_answer_behind_its_prefix(checkpoint):
+    """One prompt, T targets: candidate c of target t is teacher-forced behind t's prefix and
+    only its own tokens are scored (Lamorel's way on the joined sequence); the critic reads
+    the decoder state after the prefix."""
+    reference, path = checkpoint
+    rng = np.random.default_rng(1)
+    ids = rng.integers(3, TINY_HF.vocab_size, (2, 9))
+    mask = np.ones(ids.shape, bool)
+    heads = [[7], [8, 9]]  # prefixes of different lengths
+    answers = [[11, 1], [12, 13, 1], [14, 1]]
+    targeted = TargetedCandidates.build(
+        ["a", "b c"],
+        ["x", "y z", "w"],
+        _FakeTokenizer(
+            {"a": heads[0], "b c": heads[1], "x": answers[0][:1], "y z": answers[1][:2], "w": answers[2][:1]}
+        ),
+    )
+    model = LanguageActorCritic(load_pretrained_t5(path), value_hidden=8, rngs=nnx.Rngs(0))
+    out = nnx.jit(lambda m: m(jnp.asarray(ids), jnp.asarray(mask), targeted))(model)
+
+    def critic(model, answer, position):  # the value head on the state at ``position``
+        encoded = model.t5.encode(jnp.asarray(ids), jnp.asarray(mask))
+        hidden, _ = model.t5.teacher_forced(
+            answer[None].repeat(2, 0), answer[None].repeat(2, 0) > 0, encoded, mask
+        )
+        return model.value_head(hidden[:, 0, position])
+
+    assert out.log_probs.shape == (2, 2, 3) and out.value.shape == (2, 2)
+    for t, head in enumerate(heads):
+        joined = np.asarray(targeted.ids[t])
+        assert [list(r[m]) for r, m in zip(joined, np.asarray(targeted.mask[t]), strict=True)] == [
+            head + a for a in answers
+        ]
+        per_prompt = (
+            np.broadcast_to(x, (2, *x.shape)) for x in (joined, np.asarray(targeted.scored[t], np.float32))
+        )
+        scores = lamorel_scores(reference, ids, mask.astype(np.int64), *per_prompt, False)
+        expected = torch.log_softmax(torch.tensor(scores), -1).numpy()
+        np.testing.assert_allclose(np.asarray(out.log_probs[:, t]), expected, rtol=1e-4, atol=1e-5)
+        value = nnx.jit(critic, static_argnums=2)(model, jnp.asarray(joined[:1]), len(head))
+        np.testing.assert_allclose(out.value[:, t], value, rtol=1e-5)
+
+
+class _FakeTokenizer:
+    """Token ids by table, with ``</s>`` = 1 appended unless ``add_special_tokens=False``."""
+
+    pad_token_id = 0
+
+    def __init__(self, table):
+        self.table = table
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": self.table[text] + ([1] if add_special_tokens else [])}
+
+
+def test_one_bs_prompt_per_tti_decides_for_every_ue_by_its_rank():
+    """``bs_target="decoder"``: the BS prompts of a TTI are one text (one distinct prompt per
+    episode), and the decision about a UE slot is that prompt's target named by the slot's rank
+    among the active UEs (a gap in the slots shifts it)."""
+    env = UDTSEnv(max_ues=3)
+    agent = make_agent("llm4mac", env, value_hidden=16, bs_target="decoder")
+    params = agent.init(jax.random.PRNGKey(0))
+    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(jax.random.PRNGKey(1), 2), env.default_params
+    )
+    obs = obs.replace(active=jnp.asarray([[True, False, True], [True, True, True]]))
+    prompts = jax.vmap(agent.compiler)(obs)
+    assert (prompts.bs_ids == prompts.bs_ids[:, :1]).all()
+    text = render_prompt(agent.compiler.template, jax.tree.map(lambda x: x[0], obs), "bs", 0)
+    assert "Goal: choose the downlink signal to deliver" in text and "UE 1 sent" in text
+    out = jax.jit(agent)(params, obs)
+    score = jax.jit(lambda p, i, m: nnx.merge(agent.graphdef, p)(i, m, agent.candidates.bs))
+    direct = score(params, prompts.bs_ids[:, 0], prompts.bs_mask[:, 0])  # (E, T, C)
+    for e, slot, rank in ((0, 0, 1), (0, 2, 2), (1, 0, 1), (1, 1, 2), (1, 2, 3)):
+        np.testing.assert_allclose(
+            out.policy.bs_log_probs[e, slot], direct.log_probs[e, rank - 1], rtol=1e-5, atol=1e-6
+        )
+    tokenizer = agent.compiler.tokenizer
+    joined = tokenizer("UE 2 " + agent.compiler.template.bs_candidates[1])["input_ids"]
+    assert list(np.asarray(agent.candidates.bs.ids[1, 1])[: len(joined)]) == joined
+    with pytest.raises(ValueError, match=r"bs_target must be one of \('prompt', 'decoder'\), got 'x'"):
+        make_agent("llm4mac", env, bs_target="x")
+    with pytest.raises(ValueError, match="bs_target='decoder' needs the SIE prompts"):
+        make_agent("llm4mac", env, bs_target="decoder", sie=False)
 
 
 @pytest.fixture(scope="module")

@@ -95,8 +95,16 @@ def test_prompt_command_prints_the_prompt_and_probabilities(capsys, tmp_path, mo
     probs = [float(line.split()[0]) for line in out.splitlines()[-3:]]
     assert [line.split()[1] for line in out.splitlines()[-3:]] == ["null", "schedule_grant", "acknowledge"]
     assert abs(sum(probs) - 1) < 1e-3
+    # one BS prompt for every UE, the UE named before each answer
+    assert main(["prompt", "--agent", "bs", "--ue", "2", "--n-ues", "3", "--bs-target", "decoder"]) == 0
+    out = capsys.readouterr().out
+    assert "choose the downlink signal to deliver" in out
+    assert [line.split()[1:] for line in out.splitlines()[-3:]] == [
+        ["UE", "2", word] for word in ("null", "schedule_grant", "acknowledge")
+    ]
     for argv, message in (
         (["--ue", "4", "--n-ues", "3"], "--ue must be in"),
+        (["--no-sie", "--bs-target", "decoder"], "needs the SIE prompts"),
         (["--model", "/no/such/dir"], "no checkpoint directory"),
     ):
         with pytest.raises(SystemExit, match=message):

@@ -2,7 +2,6 @@
 (gloo collectives) and train as one process with two devices does."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from processes import host_devices
 
 from jaxmac.distributed import initialize
 from jaxmac.training import Checkpoints, Run, RunConfig
@@ -33,12 +33,7 @@ def _free_port() -> int:
 
 def _jaxmac(args, devices, **env):
     """A ``jaxmac`` process on ``devices`` host CPU devices (not yet waited for)."""
-    environment = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        **env,
-    }
+    environment = {**host_devices(devices), **env}
     command = [sys.executable, "-m", "jaxmac.cli.main", *args]
     return subprocess.Popen(
         command, env=environment, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -61,10 +61,11 @@ def test_each_cached_step_gives_the_logits_of_the_whole_decoder():
     ids, mask = prompts(0, [5, 12, 1], 12, TINY_HF.vocab_size)
     answer = jnp.asarray(np.random.default_rng(1).integers(2, TINY_HF.vocab_size, (3, LENGTH)), jnp.int32)
     decoder = jnp.concatenate([jnp.zeros((3, 1), jnp.int32), answer[:, :-1]], axis=1)
-    full = t5(ids, mask, decoder)  # (3, LENGTH, V)
-    cache = init_cache(t5, t5.encode(ids, mask), LENGTH)
+    full = jax.jit(lambda: t5(ids, mask, decoder))()  # (3, LENGTH, V)
+    cache = jax.jit(lambda: init_cache(t5, t5.encode(ids, mask), LENGTH))()
+    step = jax.jit(lambda cache, token, t: decode_step(t5, cache, token, t, mask))
     for t in range(LENGTH):
-        logits, cache = decode_step(t5, cache, decoder[:, t], jnp.int32(t), mask)
+        logits, cache = step(cache, decoder[:, t], jnp.int32(t))
         np.testing.assert_allclose(logits, full[:, t], rtol=1e-5, atol=1e-5)
 
 
@@ -78,7 +79,7 @@ def test_cached_generation_equals_step_by_step_generation_without_the_cache():
 def test_greedy_generation_equals_transformers_generate(hf_pair):
     reference, t5 = hf_pair
     ids, mask = prompts(4, [3, 8, 14, 20, 6, 11, 20, 5], 20, TINY_HF.vocab_size)
-    ours = np.asarray(generate(t5, ids, mask, 12).ids)
+    ours = np.asarray(jax.jit(lambda: generate(t5, ids, mask, 12).ids)())
     with torch.no_grad():
         theirs = reference.generate(
             input_ids=torch.tensor(np.asarray(ids), dtype=torch.long),

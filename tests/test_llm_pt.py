@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxmac.agents import LearnedPolicy, parse_answers
 from jaxmac.algorithms import Supervised, SupervisedConfig, SupervisedHParams
@@ -94,10 +95,14 @@ def test_greedy_answers_of_the_distinct_prompts_equal_generation_on_every_prompt
     obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(
         jax.random.split(jax.random.PRNGKey(2), 6), ENV.default_params
     )
-    policy = agent(params, obs).policy
+    policy = jax.jit(agent)(params, obs).policy
     answers = jax.jit(lambda p: p.mode())(policy)
-    t5 = __import__("flax").nnx.merge(agent.graphdef, params["t5"])
-    flat = generate(t5, policy.ue_ids.reshape(24, -1), policy.ue_mask.reshape(24, -1), agent.answer_len).ids
+
+    @jax.jit
+    def every_prompt(params, ids, mask):
+        return generate(nnx.merge(agent.graphdef, params["t5"]), ids, mask, agent.answer_len).ids
+
+    flat = every_prompt(params, policy.ue_ids.reshape(24, -1), policy.ue_mask.reshape(24, -1))
     active = np.asarray(obs.active).reshape(-1)
     np.testing.assert_array_equal(np.asarray(answers.ue).reshape(24, -1)[active], np.asarray(flat)[active])
     counts = policy.answer_counts(answers)
@@ -170,7 +175,10 @@ def test_lora_starts_as_the_base_model_and_fine_tuning_moves_only_its_matrices(a
     obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(
         jax.random.split(jax.random.PRNGKey(5), 2), ENV.default_params
     )
-    np.testing.assert_array_equal(lora(params, obs).policy.mode().ue, agent(base, obs).policy.mode().ue)
+    answers = [
+        jax.jit(lambda p, a=a: a(p, obs).policy.mode().ue)(q) for a, q in ((lora, params), (agent, base))
+    ]
+    np.testing.assert_array_equal(*answers)
     algorithm = Supervised(
         lora, SupervisedConfig(record_episodes=4, examples=64, batch_size=4, train_steps=2)
     )

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 from t5_fixtures import TINY_HF, save_random_t5
 
 from jaxmac.models.loading import load_pretrained_t5, resolve_checkpoint
@@ -16,6 +17,11 @@ RTOL = 1e-4
 def rel_err(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return np.abs(a - b).max() / np.abs(b).max()
+
+
+def compiled(fn, model, *arrays):
+    """``fn(model, *arrays)`` as one compiled program (eagerly, each operation compiles alone)."""
+    return nnx.jit(fn)(model, *(jnp.asarray(a) for a in arrays))
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +57,9 @@ def test_encoder_and_logits_match_pytorch_on_padded_batches(pair):
             decoder_input_ids=torch.tensor(dec_ids),
             decoder_attention_mask=torch.tensor(dec_mask),
         ).logits
-    enc = model.encode(jnp.asarray(ids), jnp.asarray(mask))
-    logits = model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(dec_ids), jnp.asarray(dec_mask))
+    enc, logits = compiled(
+        lambda m, i, k, d, dk: (m.encode(i, k), m(i, k, d, dk)), model, ids, mask, dec_ids, dec_mask
+    )
     valid, dec_valid = mask.astype(bool), dec_mask.astype(bool)  # padded positions are unspecified
     assert rel_err(np.asarray(enc)[valid], t_enc.numpy()[valid]) < RTOL
     assert rel_err(np.asarray(logits)[dec_valid], t_logits.numpy()[dec_valid]) < RTOL
@@ -66,7 +73,7 @@ def test_long_inputs_use_the_logarithmic_buckets(pair):
         t_enc = reference.encoder(
             input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)
         ).last_hidden_state
-    enc = np.asarray(model.encode(jnp.asarray(ids), jnp.asarray(mask)))
+    enc = np.asarray(compiled(lambda m, i, k: m.encode(i, k), model, ids, mask))
     assert rel_err(enc[mask.astype(bool)], t_enc.numpy()[mask.astype(bool)]) < RTOL
 
 
@@ -90,7 +97,7 @@ def test_tied_rescaled_head_and_pytorch_bin(tmp_path, file_format):
             attention_mask=torch.tensor(mask),
             decoder_input_ids=torch.tensor(dec),
         ).logits.numpy()
-    logits = model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(dec))
+    logits = compiled(lambda m, *inputs: m(*inputs), model, ids, mask, dec)
     assert rel_err(logits, t_logits) < RTOL
 
 
@@ -131,6 +138,5 @@ def test_bfloat16_compute_keeps_float32_parameters(pair):
     assert bf16.encoder[0].attention.q.kernel.get_value().dtype == jnp.float32
     ids, mask = padded_batch(np.random.default_rng(4), TINY_HF.vocab_size, [8, 5], 8)
     dec = jnp.array([[0, 4, 9], [0, 7, 1]])
-    a = f32(jnp.asarray(ids), jnp.asarray(mask), dec)
-    b = bf16(jnp.asarray(ids), jnp.asarray(mask), dec)
+    a, b = (compiled(lambda m, *inputs: m(*inputs), model, ids, mask, dec) for model in (f32, bf16))
     assert b.dtype == jnp.float32 and rel_err(b, a) < 0.05  # bf16 keeps ~3 significant digits

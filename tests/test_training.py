@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from processes import host_devices
 
 from jaxmac.agents import LearnedPolicy
 from jaxmac.evaluation import evaluate
@@ -228,7 +229,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         """
     )
     configs = json.dumps([c.to_json() for c in SMALL_RUNS.values()])
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = host_devices(4)
     done = subprocess.run(
         [sys.executable, "-c", script, configs], env=env, capture_output=True, text=True, cwd=ROOT
     )
@@ -240,48 +241,41 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
 
 
 @pytest.mark.parametrize("algo", SMALL_RUNS)
-def test_one_compile_serves_every_hyperparameter_value(algo):
+def test_one_compile_serves_every_hyperparameter_value_and_vmapped_it_is_a_sweep(algo):
+    """The chunk program compiles once for any traced hyperparameter values and any update count
+    up to its length; ``vmap`` of init + chunk over keys and values trains each seed and value
+    as its own run does."""
     config = SMALL_RUNS[algo]
     algorithm = config.build_algorithm()
     chunk = jax.jit(chex.assert_max_traces(algorithm.update_chunk, n=1), static_argnums=2)
-    base = config.base_hparams()
-    state = jax.jit(algorithm.init)(jax.random.PRNGKey(0), base)
-    hps = (
-        base.replace(lr=1e-3),
-        base.replace(gamma=0.9),
-        base.replace(env=base.env.replace(p_arrival=0.9, n_max=1)),
-    )
-    for hp, count in zip(hps, (1, 2, 1), strict=True):
-        before = int(state.update)
-        state, metrics = chunk(state, hp, 2, count)  # a chunk of 2 that does `count` updates
-        assert int(state.update) == before + count
-    assert metrics["loss"].shape == (2,)
-    assert np.isfinite(metrics["loss"][0]) and np.isnan(metrics["loss"][1])  # the last count was 1
-    assert chunk._cache_size() == 1
-    chex.clear_trace_counter()
-
-
-@pytest.mark.parametrize("algo", SMALL_RUNS)
-def test_vmapped_train_is_a_sweep_of_independent_runs(algo):
-    config = SMALL_RUNS[algo]
-    algorithm = config.build_algorithm()
+    init = jax.jit(algorithm.init)
     base = config.base_hparams()
     hps = [base.replace(lr=1e-3), base.replace(lr=3e-4, gamma=0.9)]
     keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+    singles = [chunk(init(key, hp), hp, 3, 3)[0] for key, hp in zip(keys, hps, strict=True)]
 
     def train(key, hp):
         return algorithm.update_chunk(algorithm.init(key, hp), hp, 3)
 
     stacked, metrics = jax.jit(jax.vmap(train))(keys, _stack(hps))
     assert metrics["loss"].shape == (2, 3)
-    for i, hp in enumerate(hps):
-        single, _ = jax.jit(train)(keys[i], hp)
+    for i, single in enumerate(singles):
         chex.assert_trees_all_close(
             jax.tree.map(lambda x, i=i: x[i], algorithm.policy_params(stacked)),
             algorithm.policy_params(single),
             rtol=1e-4,
             atol=1e-5,
         )
+    state = singles[0]
+    other_env = base.env.replace(p_arrival=0.9, n_max=1)
+    for hp, count in zip((base.replace(gamma=0.9), base.replace(env=other_env)), (2, 1), strict=True):
+        before = int(state.update)
+        state, metrics = chunk(state, hp, 3, count)  # a chunk of 3 that does `count` updates
+        assert int(state.update) == before + count
+    assert metrics["loss"].shape == (3,)
+    assert np.isfinite(metrics["loss"][0]) and np.isnan(metrics["loss"][1:]).all()  # the last count was 1
+    assert chunk._cache_size() == 1
+    chex.clear_trace_counter()
 
 
 #: What each learner gets to clearly beat ``random`` at 1 and 2 UEs (about 20-30 s each here).
@@ -308,7 +302,7 @@ LEARNING_RUNS = {
 
 
 @pytest.mark.parametrize("algo", LEARNING_RUNS)
-def test_learner_clearly_beats_random_within_a_fixed_budget(algo, tmp_path):
+def test_learner_clearly_beats_random_within_a_fixed_budget(algo, tmp_path, optimized):
     """Evaluated by sampling its decisions, against ``random`` on the same episodes."""
     config = LEARNING_RUNS[algo]
     result = train_run(config, tmp_path / algo, log=lambda _: None)
@@ -475,7 +469,7 @@ def test_parameters_split_over_a_model_axis_give_the_unsplit_loss_and_gradient(t
             print(e)
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = host_devices(4)
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, cwd=ROOT
     )

@@ -22,7 +22,14 @@ from jaxmac.agents.base import Params, with_defaults
 from jaxmac.agents.policy import AgentOutput, CandidatePolicy, fuse
 from jaxmac.env import Observation, UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
-from jaxmac.models.actor import Candidates, CandidateSet, LanguageActorCritic, ValueHead, act_distinct
+from jaxmac.models.actor import (
+    Candidates,
+    CandidateSet,
+    LanguageActorCritic,
+    TargetedCandidates,
+    ValueHead,
+    act_distinct,
+)
 from jaxmac.models.config import T5Config, compute_dtype
 from jaxmac.models.loading import load_t5
 from jaxmac.models.t5 import T5
@@ -47,20 +54,25 @@ class LanguageModel:
     t5_params: Params | None
 
     @classmethod
-    def load(cls, env: UDTSEnv, model: str, pretrained: bool, sie: bool, dtype: str) -> LanguageModel:
-        """``dtype``: a name of ``jaxmac.models.compute_dtype`` (``auto``, ``float32``, ...)."""
+    def load(
+        cls, env: UDTSEnv, model: str, pretrained: bool, sie: bool, dtype: str, bs_target: str = "prompt"
+    ) -> LanguageModel:
+        """``dtype``: a name of ``jaxmac.models.compute_dtype`` (``auto``, ``float32``, ...);
+        ``bs_target``: one of ``jaxmac.language.BS_TARGETS``."""
         t5, tokenizer = load_t5(
             model,
             word_tokenizer=lambda: prompt_tokenizer(env),
             pretrained=pretrained,
             dtype=compute_dtype(dtype),
         )
-        template = PromptTemplate(env, sie)
+        template = PromptTemplate(env, sie, bs_target)
         from_checkpoint = pretrained and model != "tiny"
         return cls(
             t5=t5,
             compiler=PromptCompiler(template, tokenizer),
-            candidates=Candidates.build(template.ue_candidates, template.bs_candidates, tokenizer),
+            candidates=Candidates.build(
+                template.ue_candidates, template.bs_candidates, tokenizer, template.bs_prefixes
+            ),
             t5_params=nnx.to_pure_dict(nnx.split(t5)[1]) if from_checkpoint else None,
         )
 
@@ -112,6 +124,11 @@ class LLMAgent(LanguageAgent):
     model: str = setting("tiny", "tiny, flan-t5-small|base|large or a checkpoint directory")
     pretrained: bool = setting(True, "start from the checkpoint's weights (without: Abl. PK)")
     sie: bool = setting(True, "structured identity in the prompts (without: Abl. SIE)")
+    bs_target: str = setting(
+        "prompt",
+        "where the BS names its target UE: prompt (the paper's, one BS prompt per UE) or decoder "
+        "(one BS prompt per TTI, the UE named before each answer)",
+    )
     raw_logits: bool = setting(False, "score candidates by summed raw logits (the authors' code)")
     value_hidden: int = setting(1024, "value head width")
     dedup_chunk: int = setting(32, "distinct prompts per model call (sets peak memory)")
@@ -126,8 +143,14 @@ class LLMAgent(LanguageAgent):
         options = with_defaults(cls, options)
         for name in ("value_hidden", "dedup_chunk"):
             check_count(name, options[name])
+        PromptTemplate(env, options["sie"], options["bs_target"])  # names a bad bs_target before loading
         language = LanguageModel.load(
-            env, options["model"], options["pretrained"], options["sie"], options["dtype"]
+            env,
+            options["model"],
+            options["pretrained"],
+            options["sie"],
+            options["dtype"],
+            options["bs_target"],
         )
         t5 = language.t5
         actor = nnx.eval_shape(
@@ -153,13 +176,21 @@ class LLMAgent(LanguageAgent):
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group
         valid = obs.active.reshape(-1)
+        # which target of a BS prompt each row's decision is: its UE's rank among the active
+        rank = jnp.maximum(jnp.cumsum(obs.active, axis=-1) - 1, 0).reshape(-1)
 
-        def group(ids: jax.Array, mask: jax.Array, candidates: CandidateSet) -> tuple[jax.Array, jax.Array]:
+        def group(
+            ids: jax.Array, mask: jax.Array, candidates: CandidateSet | TargetedCandidates
+        ) -> tuple[jax.Array, jax.Array]:
             e, m, length = ids.shape
             flat = ids.reshape(e * m, length), mask.reshape(e * m, length)
             chunk, raw = self.dedup_chunk, self.raw_logits
             out = act_distinct(self.graphdef, params, *flat, candidates, chunk, valid=valid, raw_logits=raw)
-            return out.log_probs.reshape(e, m, -1), out.value.reshape(e, m)
+            log_probs, value = out.log_probs, out.value
+            if isinstance(candidates, TargetedCandidates):  # (E*M, T, ...): row p's target
+                log_probs = jnp.take_along_axis(log_probs, rank[:, None, None], axis=1)[:, 0]
+                value = jnp.take_along_axis(value, rank[:, None], axis=1)[:, 0]
+            return log_probs.reshape(e, m, -1), value.reshape(e, m)
 
         ue_log_probs, ue_values = group(prompts.ue_ids, prompts.ue_mask, self.candidates.ue)
         bs_log_probs, bs_values = group(prompts.bs_ids, prompts.bs_mask, self.candidates.bs)

@@ -9,8 +9,8 @@ import numpy as np
 from flax import nnx
 
 from jaxmac.cli.options import env_from_options
-from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer, render_prompt
-from jaxmac.models import CandidateSet, LanguageActorCritic, load_t5
+from jaxmac.language import BS_TARGETS, PromptCompiler, PromptTemplate, prompt_tokenizer, render_prompt
+from jaxmac.models import CandidateSet, LanguageActorCritic, TargetedCandidates, load_t5
 from jaxmac.protocols import make_protocol
 
 
@@ -34,6 +34,12 @@ def add_prompt_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="TTIs played before the prompt (contention_free; random for abstract vocabularies)",
     )
     pr.add_argument("--no-sie", action="store_true", help="the Abl. SIE prompt (bare numbers)")
+    pr.add_argument(
+        "--bs-target",
+        choices=BS_TARGETS,
+        default="prompt",
+        help="where the BS names its target UE: in the prompt (the paper's) or before each answer",
+    )
     pr.add_argument("--raw-logits", action="store_true", help="score candidates by summed raw logits")
     pr.add_argument("--seed", type=int, default=0)
     return pr
@@ -46,6 +52,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         env.check_params(params)
         if not 1 <= args.ue <= args.n_ues:
             raise ValueError(f"--ue must be in [1, --n-ues={args.n_ues}], got {args.ue}")
+        template = PromptTemplate(env, sie=not args.no_sie, bs_target=args.bs_target)
         t5, tokenizer = load_t5(
             args.model,
             word_tokenizer=lambda: prompt_tokenizer(env),
@@ -61,17 +68,25 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     for t in range(args.ttis):
         k = jax.random.fold_in(key, t)
         obs, state, *_ = env.step(k, state, policy(k, obs, state, params), params)
-    template = PromptTemplate(env, sie=not args.no_sie)
     compiler = PromptCompiler(template, tokenizer)
     model = LanguageActorCritic(t5, rngs=nnx.Rngs(args.seed))
     prompts = jax.jit(compiler)(obs)
     slot = args.ue - 1  # no churn here: UE r is slot r - 1
     ids, mask = getattr(prompts, f"{args.agent}_ids")[slot], getattr(prompts, f"{args.agent}_mask")[slot]
+    targeted = args.agent == "bs" and args.bs_target == "decoder"
     names = template.ue_candidates if args.agent == "ue" else template.bs_candidates
-    candidates = CandidateSet.build(names, tokenizer)
+    candidates = (
+        TargetedCandidates.build(template.bs_prefixes, names, tokenizer)
+        if targeted
+        else CandidateSet.build(names, tokenizer)
+    )
     out = nnx.jit(lambda model, i, m: model(i, m, candidates, args.raw_logits))(model, ids[None], mask[None])
+    log_probs, value = out.log_probs[0], out.value[0]
+    if targeted:  # the decision about UE r: the answers behind "UE r"
+        log_probs, value = log_probs[slot], value[slot]
     print(render_prompt(template, obs, args.agent, slot))
-    print(f"\n({int(mask.sum())} tokens; model {args.model}; value {float(out.value[0]):.4f})")
-    for name, log_p in zip(names, np.asarray(out.log_probs[0]), strict=True):
-        print(f"{np.exp(log_p):8.4f}  {name}")
+    print(f"\n({int(mask.sum())} tokens; model {args.model}; value {float(value):.4f})")
+    prefix = f"{template.bs_prefixes[slot]} " if targeted else ""
+    for name, log_p in zip(names, np.asarray(log_probs), strict=True):
+        print(f"{np.exp(log_p):8.4f}  {prefix}{name}")
     return 0

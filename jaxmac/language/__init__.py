@@ -1,11 +1,12 @@
 """SIE prompts, their compilation to token ids inside jit, and the tiny model's tokenizer."""
 
 from jaxmac.language.compiler import PromptCompiler, Prompts
-from jaxmac.language.prompts import AGENTS, PromptTemplate, render_prompt, render_prompts
+from jaxmac.language.prompts import AGENTS, BS_TARGETS, PromptTemplate, render_prompt, render_prompts
 from jaxmac.language.tokenizer import build_word_tokenizer, prompt_tokenizer
 
 __all__ = [
     "AGENTS",
+    "BS_TARGETS",
     "PromptCompiler",
     "PromptTemplate",
     "Prompts",

@@ -27,6 +27,10 @@ from jaxmac.env import Observation, UDTSEnv
 from jaxmac.env.spaces import CHANNEL_WORDS, COLLISION, FAILURE, IDLE, SUCCESS, UE_ACTION_WORDS
 
 AGENTS = ("ue", "bs")
+#: Where the BS's prompts name the UE a decision is about: ``prompt`` (the paper's: one BS
+#: prompt per target UE) or ``decoder`` (one BS prompt per TTI, the target named on the
+#: decoder side before the answer: ``"UE 3"`` then ``"acknowledge"``).
+BS_TARGETS = ("prompt", "decoder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +51,27 @@ class PromptTemplate:
     ``sie=True`` is the paper's structured identity embedding: Role, Target, Observation and
     Action-candidate parts naming the agent and, for the BS, the target UE. ``sie=False`` is the
     authors' ablation: the observation vector as bare numbers followed by ``Answer:``.
+
+    ``bs_target`` (``BS_TARGETS``): with ``decoder`` the BS prompt leaves the target out, so
+    the M BS prompts of a TTI are one text, and ``bs_prefixes[r - 1]`` (``"UE r"``) names the
+    target in front of each candidate answer instead. A BS prompt lists every UE, so per-target
+    prompts cost M encodings of a text that grows with M; this costs one.
     """
 
-    def __init__(self, env: UDTSEnv, sie: bool = True) -> None:
-        self.env, self.sie = env, sie
+    def __init__(self, env: UDTSEnv, sie: bool = True, bs_target: str = "prompt") -> None:
+        if bs_target not in BS_TARGETS:
+            raise ValueError(f"bs_target must be one of {BS_TARGETS}, got {bs_target!r}")
+        if bs_target == "decoder" and not sie:
+            raise ValueError(
+                "bs_target='decoder' needs the SIE prompts (sie=True): the bare-number prompts name no target"
+            )
+        self.env, self.sie, self.bs_target = env, sie, bs_target
         self.tables: list[tuple[str, ...]] = []
         self.segments: dict[str, list[tuple[int, Index]]] = {agent: [] for agent in AGENTS}
         self.ue_candidates = tuple(f"{a} {u}" for a in UE_ACTION_WORDS for u in env.ucm_words)
         self.bs_candidates = tuple(env.dcm_words)
+        counts = tuple(str(i) for i in range(1, env.max_ues + 1))
+        self.bs_prefixes = tuple(f"UE {r}" for r in counts) if bs_target == "decoder" else ()
         if sie:
             self._build_sie()
         else:
@@ -104,9 +121,16 @@ class PromptTemplate:
         # --- BS, deciding the DCM to UE p
         self._add("bs", "<Role> You are the base station of a wireless network with")
         self._add("bs", counts, lambda c: per_ue(c, jnp.maximum(c.n - 1, 0)))
-        self._add("bs", "UEs. <Target> Goal: choose the downlink signal to UE")
-        self._add("bs", counts, lambda c: jnp.maximum(c.rank - 1, 0))
-        self._add("bs", "to deliver as many packets as possible. <Observation>")
+        if self.bs_target == "prompt":
+            self._add("bs", "UEs. <Target> Goal: choose the downlink signal to UE")
+            self._add("bs", counts, lambda c: jnp.maximum(c.rank - 1, 0))
+            self._add("bs", "to deliver as many packets as possible. <Observation>")
+        else:  # the same text for every target: the decoder names it (``bs_prefixes``)
+            self._add(
+                "bs",
+                "UEs. <Target> Goal: choose the downlink signal to deliver as many packets as possible. "
+                "<Observation>",
+            )
         outcomes = (
             "idle.",
             "a collision.",
@@ -166,7 +190,8 @@ class PromptTemplate:
 
     def texts(self) -> list[str]:
         """Every string any prompt segment or candidate can show (a tokenizer's vocabulary source)."""
-        return [s for table in self.tables for s in table] + list(self.ue_candidates + self.bs_candidates)
+        answers = self.ue_candidates + self.bs_candidates + self.bs_prefixes
+        return [s for table in self.tables for s in table] + list(answers)
 
 
 def _outcome_index(c: PromptContext, j: int, m: int) -> jax.Array:

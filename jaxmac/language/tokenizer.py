@@ -1,6 +1,6 @@
 """The word-level tokenizer of the ``tiny`` model, built in-process from the prompt vocabulary.
 
-``prompt_tokenizer(env)`` is the one for an environment's prompts (both SIE variants and every
+``prompt_tokenizer(env)`` is the one for an environment's prompts (every variant and every
 candidate answer), cached under ``$JAXMAC_CACHE/tokenizers``.
 
 Deterministic (sorted vocabulary), T5's conventions (``<pad>`` = 0, ``</s>`` = 1 appended to
@@ -45,8 +45,9 @@ def build_word_tokenizer(texts: Iterable[str], directory: Path) -> transformers.
 
 
 def prompt_tokenizer(env: UDTSEnv) -> transformers.PreTrainedTokenizerBase:
-    """The word tokenizer for ``env``'s prompts (both SIE variants and all candidates), saved
+    """The word tokenizer for ``env``'s prompts (every variant and all candidates), saved
     under ``$JAXMAC_CACHE`` (default ~/.cache/jaxmac) and loaded with ``AutoTokenizer``."""
-    texts = sorted({text for sie in (True, False) for text in PromptTemplate(env, sie).texts()})
+    variants = ((True, "prompt"), (True, "decoder"), (False, "prompt"))
+    texts = sorted({text for sie, target in variants for text in PromptTemplate(env, sie, target).texts()})
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     return build_word_tokenizer(texts, cache_root() / "tokenizers" / digest)

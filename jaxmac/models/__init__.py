@@ -5,6 +5,7 @@ from jaxmac.models.actor import (
     Candidates,
     CandidateSet,
     LanguageActorCritic,
+    TargetedCandidates,
     act,
     act_distinct,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "LanguageActorCritic",
     "T5",
     "T5Config",
+    "TargetedCandidates",
     "act",
     "act_distinct",
     "load_pretrained_t5",

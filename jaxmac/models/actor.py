@@ -5,8 +5,10 @@ candidate's tokens through the decoder (all candidates of all prompts in one bat
 sharing the encoder states); a candidate's score is the sum of its token log-probabilities
 (Eq. 9; ``raw_logits=True`` sums raw logits, as the authors' code did); the policy is the
 softmax over the candidates (Eq. 10). The critic is an MLP on the decoder's final state at
-the first decoder position. Fusing the decisions into a joint policy (Eq. 11) is the agent's
-business (``jaxmac.agents.policy``).
+the first decoder position. With ``TargetedCandidates`` one prompt decides for several targets:
+each candidate is teacher-forced behind the target's prefix, only its own tokens are scored,
+and the critic reads the state after the prefix. Fusing the decisions into a joint policy
+(Eq. 11) is the agent's business (``jaxmac.agents.policy``).
 
 The model is called once per agent group (the UEs' own prompts, the BS's prompts), each with
 its own candidates and static prompt length: P prompts of one group at a time.
@@ -20,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
 
 from jaxmac.models.dedup import check_chunk, deduplicated, distinct_keys
@@ -43,20 +46,66 @@ class CandidateSet:
 
 
 @struct.dataclass
-class Candidates:
-    """The UEs' candidates (``"{action} {ucm}"``) and the BS's (``"{dcm}"``), in the prompt
-    template's order."""
+class TargetedCandidates:
+    """One prompt deciding for T targets: each candidate answer behind each target's prefix on
+    the decoder side (``"UE 3"`` then ``"acknowledge"``). Only the answer's tokens are scored."""
 
-    ue: CandidateSet
-    bs: CandidateSet
+    ids: jax.Array  # (T, C, Lt) int32, target t's prefix then candidate c's ids (with </s>), padded
+    mask: jax.Array  # (T, C, Lt) bool, real tokens
+    scored: jax.Array  # (T, C, Lt) bool, the candidate's tokens (not the prefix's)
+    value_at: jax.Array  # (T,) int32, the decoder position the critic reads: the prefix's length
 
     @classmethod
-    def build(cls, ue_texts: Sequence[str], bs_texts: Sequence[str], tokenizer: object) -> Candidates:
-        return cls(ue=CandidateSet.build(ue_texts, tokenizer), bs=CandidateSet.build(bs_texts, tokenizer))
+    def build(cls, prefixes: Sequence[str], texts: Sequence[str], tokenizer: object) -> TargetedCandidates:
+        heads = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefixes]
+        answers = [tokenizer(t)["input_ids"] for t in texts]
+        length = max(len(h) for h in heads) + max(len(a) for a in answers)
+        ids = np.full((len(heads), len(answers), length), tokenizer.pad_token_id, np.int32)
+        mask = np.zeros(ids.shape, bool)
+        scored = np.zeros(ids.shape, bool)
+        for t, head in enumerate(heads):
+            for c, answer in enumerate(answers):
+                ids[t, c, : len(head) + len(answer)] = head + answer
+                mask[t, c, : len(head) + len(answer)] = True
+                scored[t, c, len(head) : len(head) + len(answer)] = True
+        value_at = np.asarray([len(h) for h in heads], np.int32)
+        return cls(*(jnp.asarray(a) for a in (ids, mask, scored, value_at)))
+
+    @classmethod
+    def untargeted(cls, candidates: CandidateSet) -> TargetedCandidates:
+        """A ``CandidateSet`` as one target with no prefix (the critic reads the start position)."""
+        mask = candidates.mask[None]
+        return cls(ids=candidates.ids[None], mask=mask, scored=mask, value_at=jnp.zeros(1, jnp.int32))
+
+
+@struct.dataclass
+class Candidates:
+    """The UEs' candidates (``"{action} {ucm}"``) and the BS's (``"{dcm}"``, behind ``"UE r"``
+    when the prompt template names the BS's target on the decoder side), in the template's order."""
+
+    ue: CandidateSet
+    bs: CandidateSet | TargetedCandidates
+
+    @classmethod
+    def build(
+        cls,
+        ue_texts: Sequence[str],
+        bs_texts: Sequence[str],
+        tokenizer: object,
+        bs_prefixes: Sequence[str] = (),
+    ) -> Candidates:
+        bs = (
+            TargetedCandidates.build(bs_prefixes, bs_texts, tokenizer)
+            if bs_prefixes
+            else CandidateSet.build(bs_texts, tokenizer)
+        )
+        return cls(ue=CandidateSet.build(ue_texts, tokenizer), bs=bs)
 
 
 @struct.dataclass
 class ActorOutput:
+    """Per prompt, or, for ``TargetedCandidates``, per prompt and target (a (P, T) leading shape)."""
+
     log_probs: jax.Array  # (P, C) float32 log pi(candidate | prompt)
     entropy: jax.Array  # (P,) float32 entropy of each decision
     value: jax.Array  # (P,) float32 critic value of each prompt
@@ -92,30 +141,36 @@ class LanguageActorCritic(nnx.Module):
         self,
         prompt_ids: jax.Array,
         prompt_mask: jax.Array,
-        candidates: CandidateSet,
+        candidates: CandidateSet | TargetedCandidates,
         raw_logits: bool = False,
     ) -> ActorOutput:
         """prompt_ids, prompt_mask: (P, L) prompts of one agent group."""
-        p = prompt_ids.shape[0]
-        ids = jnp.broadcast_to(candidates.ids, (p, *candidates.ids.shape))  # (P, C, Lc)
-        mask = jnp.broadcast_to(candidates.mask, ids.shape)
+        targeted = candidates if isinstance(candidates, TargetedCandidates) else None
+        answers = targeted or TargetedCandidates.untargeted(candidates)
+        p, (t, c, length) = prompt_ids.shape[0], answers.ids.shape
+        ids = jnp.broadcast_to(answers.ids.reshape(t * c, length), (p, t * c, length))
+        mask = jnp.broadcast_to(answers.mask.reshape(t * c, length), ids.shape)
         encoded = self.t5.encode(prompt_ids, prompt_mask)
-        hidden, logits = self.t5.teacher_forced(ids, mask, encoded, prompt_mask)  # (P, C, Lc, d | V)
+        hidden, logits = self.t5.teacher_forced(ids, mask, encoded, prompt_mask)  # (P, T*C, Lt, d | V)
         token = jnp.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
         if not raw_logits:
             token = token - jax.nn.logsumexp(logits, axis=-1)  # log p(token | prompt, prefix)
-        score = jnp.sum(jnp.where(mask, token, 0.0), axis=-1)  # Eq. 9
+        scored = answers.scored.reshape(t * c, length)
+        score = jnp.sum(jnp.where(scored, token, 0.0), axis=-1).reshape(p, t, c)  # Eq. 9
         log_probs = jax.nn.log_softmax(score, axis=-1)  # Eq. 10
         entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
-        value = self.value_head(hidden[:, 0, 0])  # first decoder position (same for every candidate)
-        return ActorOutput(log_probs=log_probs, entropy=entropy, value=value)
+        # the state before the answer's first token (the same for every candidate of a target)
+        before = hidden.reshape(p, t, c, length, -1)[:, :, 0]  # (P, T, Lt, d)
+        state = jnp.take_along_axis(before, answers.value_at[None, :, None, None], axis=2)[:, :, 0]
+        out = ActorOutput(log_probs=log_probs, entropy=entropy, value=self.value_head(state))
+        return out if targeted else jax.tree.map(lambda x: x[:, 0], out)
 
 
 def act(
     model: LanguageActorCritic,
     prompt_ids: jax.Array,
     prompt_mask: jax.Array,
-    candidates: CandidateSet,
+    candidates: CandidateSet | TargetedCandidates,
     *,
     dedup_chunk: int | None = None,
     valid: jax.Array | None = None,
@@ -139,7 +194,7 @@ def act_distinct(
     params: Any,
     prompt_ids: jax.Array,
     prompt_mask: jax.Array,
-    candidates: CandidateSet,
+    candidates: CandidateSet | TargetedCandidates,
     dedup_chunk: int,
     *,
     valid: jax.Array | None = None,
@@ -160,7 +215,7 @@ def _score_chunk(
     graphdef: nnx.GraphDef,
     raw_logits: bool,
     params: Any,
-    candidates: CandidateSet,
+    candidates: CandidateSet | TargetedCandidates,
     ids: jax.Array,
     mask: jax.Array,
 ) -> ActorOutput:
