@@ -141,7 +141,7 @@ def test_one_bs_prompt_per_tti_decides_for_every_ue_by_its_rank():
         jax.random.split(jax.random.PRNGKey(1), 2), env.default_params
     )
     obs = obs.replace(active=jnp.asarray([[True, False, True], [True, True, True]]))
-    prompts = jax.vmap(agent.compiler)(obs)
+    prompts = jax.jit(jax.vmap(agent.compiler))(obs)
     assert (prompts.bs_ids == prompts.bs_ids[:, :1]).all()
     text = render_prompt(agent.compiler.template, jax.tree.map(lambda x: x[0], obs), "bs", 0)
     assert "Goal: choose the downlink signal to deliver" in text and "UE 1 sent" in text

@@ -339,7 +339,8 @@ def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
         obs, state = jax.vmap(run.agent.env.reset, in_axes=(0, None))(
             jax.random.split(jax.random.PRNGKey(0), 4), config.base_hparams().env
         )
-        action = policy(jax.random.PRNGKey(1), obs, state, config.base_hparams().env)
+        act = jax.jit(lambda *inputs: policy(*inputs))  # one program (eagerly: one per operation)
+        action = act(jax.random.PRNGKey(1), obs, state, config.base_hparams().env)
         assert not np.any(action.ucm) and not np.any(action.dcm)
 
 
