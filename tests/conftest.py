@@ -14,7 +14,7 @@ else:
     _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="jaxmac-test-xla-"))
 os.environ["JAXMAC_XLA_CACHE"] = str(_SESSION_CACHE)
 # Most of the suite's programs run briefly, so their time is compiling: with XLA's optimisations
-# off a training program compiles in about half the time (34 s -> 20 s for the tiny LLM4MAC
+# off a training program compiles in about two thirds of the time (34 s -> 22 s for the tiny LLM4MAC
 # chunk here) and runs slower. Every process a test starts inherits this; a test whose time is
 # running asks for the ``optimized`` fixture.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
@@ -30,9 +30,10 @@ enable_compilation_cache()
 @pytest.fixture
 def optimized():
     """XLA's optimisations on for one test whose time is running its programs, not compiling."""
+    previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", False)
     yield
-    jax.config.update("jax_disable_most_optimizations", True)
+    jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -21,7 +21,7 @@ from flax import nnx
 from jaxmac.agents.base import Params, with_defaults
 from jaxmac.agents.policy import AgentOutput, CandidatePolicy, fuse
 from jaxmac.env import Observation, UDTSEnv
-from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer
+from jaxmac.language import PromptCompiler, PromptTemplate, active_rank, prompt_tokenizer
 from jaxmac.models.actor import (
     Candidates,
     CandidateSet,
@@ -58,14 +58,15 @@ class LanguageModel:
         cls, env: UDTSEnv, model: str, pretrained: bool, sie: bool, dtype: str, bs_target: str = "prompt"
     ) -> LanguageModel:
         """``dtype``: a name of ``jaxmac.models.compute_dtype`` (``auto``, ``float32``, ...);
-        ``bs_target``: one of ``jaxmac.language.BS_TARGETS``."""
+        ``bs_target``: one of ``jaxmac.language.BS_TARGETS``. The template is made first, so
+        that a bad ``sie``/``bs_target`` is named before any weights load."""
+        template = PromptTemplate(env, sie, bs_target)
         t5, tokenizer = load_t5(
             model,
             word_tokenizer=lambda: prompt_tokenizer(env),
             pretrained=pretrained,
             dtype=compute_dtype(dtype),
         )
-        template = PromptTemplate(env, sie, bs_target)
         from_checkpoint = pretrained and model != "tiny"
         return cls(
             t5=t5,
@@ -143,7 +144,6 @@ class LLMAgent(LanguageAgent):
         options = with_defaults(cls, options)
         for name in ("value_hidden", "dedup_chunk"):
             check_count(name, options[name])
-        PromptTemplate(env, options["sie"], options["bs_target"])  # names a bad bs_target before loading
         language = LanguageModel.load(
             env,
             options["model"],
@@ -177,7 +177,7 @@ class LLMAgent(LanguageAgent):
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group
         valid = obs.active.reshape(-1)
         # which target of a BS prompt each row's decision is: its UE's rank among the active
-        rank = jnp.maximum(jnp.cumsum(obs.active, axis=-1) - 1, 0).reshape(-1)
+        rank = jnp.maximum(active_rank(obs.active) - 1, 0).reshape(-1)
 
         def group(
             ids: jax.Array, mask: jax.Array, candidates: CandidateSet | TargetedCandidates

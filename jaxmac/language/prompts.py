@@ -42,6 +42,12 @@ class PromptContext:
     n: jax.Array  # () int32, active UEs
 
 
+def active_rank(active: jax.Array) -> jax.Array:
+    """(..., M) bool -> (..., M) int32: each active slot's 1-based rank among the active slots
+    (0 if padded): the identity "UE r" a prompt names."""
+    return jnp.where(active, jnp.cumsum(active, axis=-1), 0).astype(jnp.int32)
+
+
 Index = Callable[[PromptContext], jax.Array]  # -> (M,) int32 row of the table per prompt, -1 = absent
 
 
@@ -70,8 +76,9 @@ class PromptTemplate:
         self.segments: dict[str, list[tuple[int, Index]]] = {agent: [] for agent in AGENTS}
         self.ue_candidates = tuple(f"{a} {u}" for a in UE_ACTION_WORDS for u in env.ucm_words)
         self.bs_candidates = tuple(env.dcm_words)
-        counts = tuple(str(i) for i in range(1, env.max_ues + 1))
-        self.bs_prefixes = tuple(f"UE {r}" for r in counts) if bs_target == "decoder" else ()
+        self.bs_prefixes = (
+            tuple(f"UE {r}" for r in range(1, env.max_ues + 1)) if bs_target == "decoder" else ()
+        )
         if sie:
             self._build_sie()
         else:
@@ -175,8 +182,7 @@ class PromptTemplate:
     # ------------------------------------------------------------------ using
     def context(self, obs: Observation) -> PromptContext:
         active = jnp.asarray(obs.active)
-        rank = jnp.where(active, jnp.cumsum(active), 0).astype(jnp.int32)
-        return PromptContext(obs=obs, rank=rank, n=jnp.sum(active).astype(jnp.int32))
+        return PromptContext(obs=obs, rank=active_rank(active), n=jnp.sum(active).astype(jnp.int32))
 
     def rows(self, obs: Observation, agent: str) -> jax.Array:
         """(M, S) int32: the table row each of the S segments shows in each prompt; -1 = absent."""
