@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [p for p in parts if p not in EPISODES]
     if unknown:
         parser.error(f"--parts: unknown {unknown}, allowed: {', '.join(EPISODES)}")
+    if args.llm_episodes < 1:
+        parser.error(f"--llm-episodes must be >= 1, got {args.llm_episodes}")
     ue_rows, episode_rows = [], []
     counts = {"llm4mac": args.llm_ues, "llm4mac-dec": args.llm_dec_ues}
     print(f"{'part':11} {'max_ues':>7} {'episodes':>8} {'compile s':>9} {'run s':>8} {'µs/agent-step':>13}")
