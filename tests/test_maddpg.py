@@ -58,7 +58,7 @@ def test_the_buffer_pairs_each_tti_with_the_next_one_of_its_episode():
     hp = MADDPGHParams(env=ENV.default_params.replace(n_min=1, n_max=2))
     state = jax.jit(algorithm.init)(jax.random.PRNGKey(0), hp)
     state, _ = jax.jit(algorithm.update_chunk, static_argnums=2)(state, hp, 3)  # 72 of 96 slots
-    pair = algorithm.buffer().sample(state.buffer, jax.random.PRNGKey(1)).experience
+    pair = jax.jit(algorithm.buffer().sample)(state.buffer, jax.random.PRNGKey(1)).experience  # one program
     first, second = pair.first, pair.second
     assert first.obs.ue.buffer.dtype == jnp.int8
     live = ~np.asarray(first.done)

@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from jaxmac.compilation import cache_root
 from jaxmac.env import UDTSEnv
 from jaxmac.language.prompts import PromptTemplate
+
+if TYPE_CHECKING:  # imported where used: a run without a language model never loads transformers
+    import transformers
 
 SPECIALS = ("<pad>", "</s>", "<unk>")
 
@@ -30,6 +33,8 @@ def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
 
 def build_word_tokenizer(texts: Iterable[str], directory: Path) -> transformers.PreTrainedTokenizerBase:
     """A tokenizer knowing every word of ``texts``, saved to ``directory`` and loaded back."""
+    import transformers
+
     splitter = _pre_tokenizer()
     words = sorted({piece for text in texts for piece, _ in splitter.pre_tokenize_str(text)})
     vocab = {w: i for i, w in enumerate([*SPECIALS, *words])}

@@ -3,7 +3,7 @@
 from jaxmac.training.checkpoint import CheckpointNotWritten, Checkpoints, DamagedCheckpoint
 from jaxmac.training.config import DEFAULT_STOP_IF, SWEEPABLE, RunConfig
 from jaxmac.training.files import RunLock, RunLocked, write_json_atomic
-from jaxmac.training.loop import Run, RunResult, TrainingDiverged, over_members, train_run
+from jaxmac.training.loop import Programs, Run, RunResult, TrainingDiverged, over_members, programs, train_run
 from jaxmac.training.methods import METHODS, Method, make_agent, method
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointNotWritten",
     "DamagedCheckpoint",
     "Method",
+    "Programs",
     "Run",
     "RunConfig",
     "RunLock",
@@ -23,6 +24,7 @@ __all__ = [
     "make_agent",
     "method",
     "over_members",
+    "programs",
     "train_run",
     "write_json_atomic",
 ]

@@ -51,6 +51,22 @@ def parse_bound(text: str) -> tuple[str, str, float]:
     )
 
 
+#: The ``RunConfig`` fields no compiled program depends on: traced values (hyperparameters and
+#: environment parameters; of the seeds and swept values only their number matters) and the
+#: host loop's own settings.
+HOST_FIELDS = (
+    "hparams",
+    "env_params",
+    "seeds",
+    "grid",
+    "eval_every",
+    "eval_ues",
+    "eval_episodes",
+    "greedy",
+    "stop_if",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """A training run (or a sweep: ``seeds`` x the ``grid`` of swept values, vmapped).
@@ -176,6 +192,12 @@ class RunConfig:
     # ---------------------------------------------------------------- files
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def program_key(self) -> str:
+        """Sorted JSON of what the run's compiled programs depend on: every field but
+        ``HOST_FIELDS``, and the number of members."""
+        fields = {k: v for k, v in self.to_json().items() if k not in HOST_FIELDS}
+        return json.dumps({**fields, "members": len(self.members())}, sort_keys=True)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:

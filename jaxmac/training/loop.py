@@ -85,20 +85,69 @@ def over_members(fn: Callable[..., Any], members: int, in_axes: tuple) -> Callab
     return single
 
 
+@dataclasses.dataclass(eq=False)
+class Programs:
+    """What every run of one configuration on one mesh shares within a process: the algorithm
+    (its agent holds the model and the prompt tables), the stacked state's shardings, and the
+    jitted init and chunk functions with the chunk program once compiled. Runs of an equal
+    configuration (a resume, ``jaxmac eval --checkpoint`` after training in the same process,
+    a notebook's second run) get the same ``Programs`` (``programs``), so they neither rebuild
+    the agent nor trace or compile its programs again."""
+
+    algorithm: Algorithm
+    members: int
+    mesh: Mesh
+    compiled: Any = None  # the chunk program, compiled by the first run that steps
+
+    @functools.cached_property
+    def state_shardings(self) -> Any:
+        """The stacked state's shardings: the algorithm's partition specs behind a member axis
+        (computed once: the specs come from an abstract init of the agent)."""
+        specs = self.algorithm.partition_specs()
+        return jax.tree.map(
+            lambda spec: NamedSharding(self.mesh, P(None, *spec)), specs, is_leaf=lambda x: isinstance(x, P)
+        )
+
+    @functools.cached_property
+    def init(self) -> Callable[..., Any]:
+        """``init(keys, hparams)`` of every member, jitted."""
+        init = over_members(self.algorithm.init, self.members, (0, 0))
+        return jax.jit(init, out_shardings=self.state_shardings)
+
+    @functools.cached_property
+    def update_chunk(self) -> Callable[..., Any]:
+        """``update_chunk(state, hparams, n, count)`` of every member, jitted (``n`` static). The
+        state is donated: its buffers become the new state's (a large model's parameters and
+        optimizer state are not held twice)."""
+        update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
+        replicated = NamedSharding(self.mesh, P())  # every process reads every metric
+        return jax.jit(
+            update, static_argnums=2, out_shardings=(self.state_shardings, replicated), donate_argnums=0
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def programs(program_key: str, mesh: Mesh) -> Programs:
+    """The ``Programs`` of the configurations of ``program_key`` (``RunConfig.program_key``) on
+    ``mesh``. The four most recently used stay alive, with their models: a model checkpoint
+    directory is read once per process (``programs.cache_clear()`` forgets them all)."""
+    fields = json.loads(program_key)
+    members = fields.pop("members")
+    return Programs(RunConfig(**fields).build_algorithm(mesh), members, mesh)
+
+
 @dataclasses.dataclass
 class Run:
-    """A run directory's configuration, algorithm and compiled functions. The state always
+    """A run directory's configuration and the programs it runs (``Programs``). The state always
     holds a stack of members (a single run is a sweep of one), sharded over ``mesh``: the
     members' axis first, then each algorithm's own episode axis."""
 
     config: RunConfig
     directory: Path
-    algorithm: Algorithm
-    mesh: Mesh
+    programs: Programs
     keys: jax.Array  # (members, 2)
     hparams: Any  # the method's hyperparameters, stacked over members
-    compiled: Any = None  # the chunk program, compiled on first use
-    compile_seconds: float = 0.0
+    compile_seconds: float = 0.0  # spent compiling by this run (0 when an earlier run had compiled)
 
     @classmethod
     def build(cls, config: RunConfig, directory: Path, model_shards: int = 1) -> Run:
@@ -112,9 +161,17 @@ class Run:
             raise ValueError(f"model_shards={model_shards} must divide the {len(devices)} devices")
         grid = np.asarray(devices).reshape(-1, model_shards)
         mesh = Mesh(grid, (EPISODE_AXIS, MODEL_AXIS))
-        algorithm = config.build_algorithm(mesh)
+        shared = programs(config.program_key(), mesh)
         keys, hparams = config.keys_and_hparams()
-        return cls(config, Path(directory), algorithm, mesh, keys, hparams)
+        return cls(config, Path(directory), shared, keys, hparams)
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return self.programs.algorithm
+
+    @property
+    def mesh(self) -> Mesh:
+        return self.programs.mesh
 
     @property
     def agent(self) -> Agent:
@@ -122,40 +179,28 @@ class Run:
 
     @property
     def members(self) -> int:
-        return len(self.config.members())
+        return self.programs.members
 
-    @functools.cached_property
+    @property
     def state_shardings(self) -> Any:
-        """The stacked state's shardings: the algorithm's partition specs behind a member axis
-        (computed once: the specs come from an abstract init of the agent)."""
-        specs = self.algorithm.partition_specs()
-        return jax.tree.map(
-            lambda spec: NamedSharding(self.mesh, P(None, *spec)), specs, is_leaf=lambda x: isinstance(x, P)
-        )
+        return self.programs.state_shardings
 
     def init(self) -> Any:
-        init = over_members(self.algorithm.init, self.members, (0, 0))
-        return jax.jit(init, out_shardings=self.state_shardings)(self.keys, self.hparams)
+        return self.programs.init(self.keys, self.hparams)
 
     def chunk(self, state: Any, n: int) -> tuple[Any, dict[str, jax.Array]]:
         """``n`` <= ``config.chunk`` updates of every member (``state`` is consumed: use the
-        returned one); metrics (members, n) per name. One
-        program, compiled for ``config.chunk`` updates on the first call (timed in
-        ``compile_seconds``), serves every ``n``: a run's shorter last chunk and a resume reuse it."""
+        returned one); metrics (members, n) per name. One program, compiled for
+        ``config.chunk`` updates on the first call (timed in ``compile_seconds``), serves every
+        ``n``: a run's shorter last chunk and a resume reuse it."""
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.config.chunk:
             raise ValueError(f"n must be an integer in [1, chunk={self.config.chunk}], got {n!r}")
-        if self.compiled is None:
-            update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
-            replicated = NamedSharding(self.mesh, P())  # every process reads every metric
-            # the state is donated: its buffers become the new state's (a large model's
-            # parameters and optimizer state are not held twice)
-            fn = jax.jit(
-                update, static_argnums=2, out_shardings=(self.state_shardings, replicated), donate_argnums=0
-            )
+        shared = self.programs
+        if shared.compiled is None:
             start = time.perf_counter()
-            self.compiled = fn.lower(state, self.hparams, self.config.chunk, n).compile()
+            shared.compiled = shared.update_chunk.lower(state, self.hparams, self.config.chunk, n).compile()
             self.compile_seconds += time.perf_counter() - start
-        state, metrics = self.compiled(state, self.hparams, n)
+        state, metrics = shared.compiled(state, self.hparams, n)
         return state, jax.tree.map(lambda m: m[..., :n], metrics)
 
     def member_params(self, state: Any, i: int) -> Any:
@@ -167,7 +212,7 @@ class Run:
         step = checkpoints.latest()
         if step is None:
             raise FileNotFoundError(f"{self.directory} has no checkpoint")
-        abstract = jax.eval_shape(jax.vmap(self.algorithm.init), self.keys, self.hparams)
+        abstract = jax.eval_shape(self.programs.init, self.keys, self.hparams)
         # read straight into this run's layout: a checkpoint written on other devices (another
         # count, another process count) is resharded as it is read
         like = jax.tree.map(
