@@ -3,7 +3,15 @@
 from jaxmac.training.checkpoint import CheckpointNotWritten, Checkpoints, DamagedCheckpoint
 from jaxmac.training.config import DEFAULT_STOP_IF, SWEEPABLE, RunConfig
 from jaxmac.training.files import RunLock, RunLocked, write_json_atomic
-from jaxmac.training.loop import Programs, Run, RunResult, TrainingDiverged, over_members, programs, train_run
+from jaxmac.training.loop import (
+    Programs,
+    Run,
+    RunResult,
+    TrainingDiverged,
+    over_members,
+    shared_programs,
+    train_run,
+)
 from jaxmac.training.methods import METHODS, Method, make_agent, method
 
 __all__ = [
@@ -24,7 +32,7 @@ __all__ = [
     "make_agent",
     "method",
     "over_members",
-    "programs",
+    "shared_programs",
     "train_run",
     "write_json_atomic",
 ]

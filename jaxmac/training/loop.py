@@ -89,15 +89,14 @@ def over_members(fn: Callable[..., Any], members: int, in_axes: tuple) -> Callab
 class Programs:
     """What every run of one configuration on one mesh shares within a process: the algorithm
     (its agent holds the model and the prompt tables), the stacked state's shardings, and the
-    jitted init and chunk functions with the chunk program once compiled. Runs of an equal
-    configuration (a resume, ``jaxmac eval --checkpoint`` after training in the same process,
-    a notebook's second run) get the same ``Programs`` (``programs``), so they neither rebuild
-    the agent nor trace or compile its programs again."""
+    jitted init and chunk functions. Runs of an equal configuration (a resume, ``jaxmac eval
+    --checkpoint`` after training in the same process, a notebook's second run) get the same
+    ``Programs`` (``shared_programs``), so they neither rebuild the agent nor trace or compile
+    its programs again: jit's caches serve them (state of other shapes or dtypes compiles anew)."""
 
     algorithm: Algorithm
     members: int
     mesh: Mesh
-    compiled: Any = None  # the chunk program, compiled by the first run that steps
 
     @functools.cached_property
     def state_shardings(self) -> Any:
@@ -127,10 +126,10 @@ class Programs:
 
 
 @functools.lru_cache(maxsize=4)
-def programs(program_key: str, mesh: Mesh) -> Programs:
+def shared_programs(program_key: str, mesh: Mesh) -> Programs:
     """The ``Programs`` of the configurations of ``program_key`` (``RunConfig.program_key``) on
     ``mesh``. The four most recently used stay alive, with their models: a model checkpoint
-    directory is read once per process (``programs.cache_clear()`` forgets them all)."""
+    directory is read once per process (``shared_programs.cache_clear()`` forgets them all)."""
     fields = json.loads(program_key)
     members = fields.pop("members")
     return Programs(RunConfig(**fields).build_algorithm(mesh), members, mesh)
@@ -147,7 +146,8 @@ class Run:
     programs: Programs
     keys: jax.Array  # (members, 2)
     hparams: Any  # the method's hyperparameters, stacked over members
-    compile_seconds: float = 0.0  # spent compiling by this run (0 when an earlier run had compiled)
+    compiled: Any = None  # the chunk program (an earlier run's, when one of its configuration ran)
+    compile_seconds: float = 0.0  # spent compiling (milliseconds when an earlier run had compiled)
 
     @classmethod
     def build(cls, config: RunConfig, directory: Path, model_shards: int = 1) -> Run:
@@ -161,7 +161,7 @@ class Run:
             raise ValueError(f"model_shards={model_shards} must divide the {len(devices)} devices")
         grid = np.asarray(devices).reshape(-1, model_shards)
         mesh = Mesh(grid, (EPISODE_AXIS, MODEL_AXIS))
-        shared = programs(config.program_key(), mesh)
+        shared = shared_programs(config.program_key(), mesh)
         keys, hparams = config.keys_and_hparams()
         return cls(config, Path(directory), shared, keys, hparams)
 
@@ -195,12 +195,13 @@ class Run:
         ``n``: a run's shorter last chunk and a resume reuse it."""
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.config.chunk:
             raise ValueError(f"n must be an integer in [1, chunk={self.config.chunk}], got {n!r}")
-        shared = self.programs
-        if shared.compiled is None:
+        if self.compiled is None:
             start = time.perf_counter()
-            shared.compiled = shared.update_chunk.lower(state, self.hparams, self.config.chunk, n).compile()
+            self.compiled = self.programs.update_chunk.lower(
+                state, self.hparams, self.config.chunk, n
+            ).compile()
             self.compile_seconds += time.perf_counter() - start
-        state, metrics = shared.compiled(state, self.hparams, n)
+        state, metrics = self.compiled(state, self.hparams, n)
         return state, jax.tree.map(lambda m: m[..., :n], metrics)
 
     def member_params(self, state: Any, i: int) -> Any:
