@@ -146,7 +146,7 @@ class Run:
     programs: Programs
     keys: jax.Array  # (members, 2)
     hparams: Any  # the method's hyperparameters, stacked over members
-    compiled: Any = None  # the chunk program (an earlier run's, when one of its configuration ran)
+    compiled: Any = None  # the chunk program: compiled, or found in jit's caches, on the first chunk
     compile_seconds: float = 0.0  # spent compiling (milliseconds when an earlier run had compiled)
 
     @classmethod
@@ -213,14 +213,9 @@ class Run:
         step = checkpoints.latest()
         if step is None:
             raise FileNotFoundError(f"{self.directory} has no checkpoint")
-        abstract = jax.eval_shape(self.programs.init, self.keys, self.hparams)
-        # read straight into this run's layout: a checkpoint written on other devices (another
-        # count, another process count) is resharded as it is read
-        like = jax.tree.map(
-            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
-            abstract,
-            self.state_shardings,
-        )
+        # read straight into this run's layout (the jitted init's out_shardings): a checkpoint
+        # written on other devices (another count, another process count) is resharded as it is read
+        like = jax.eval_shape(self.programs.init, self.keys, self.hparams)
         return checkpoints.restore(step, like)
 
     def evaluate(
