@@ -36,39 +36,14 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     )
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from env_rollout import make_rollout  # noqa: E402
 from reference_env import ReferenceUDTS  # noqa: E402
 
 from jaxmac.env import EnvParams, UDTSEnv  # noqa: E402
-from jaxmac.protocols import make_protocol  # noqa: E402
-
-
-def make_rollout(env: UDTSEnv, policy_name: str, ttis: int):  # noqa: ANN201
-    policy = make_protocol(policy_name, env)
-    params = env.default_params.replace(n_min=1, n_max=env.max_ues)
-
-    def one(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        k0, key = jax.random.split(key)
-        obs, state = env.reset(k0, params)
-
-        def tti(carry: tuple, key: jax.Array) -> tuple[tuple, tuple]:
-            obs, state = carry
-            k_act, k_env = jax.random.split(key)
-            obs, state, reward, _, info = env.step(k_env, state, policy(k_act, obs, state, params), params)
-            return (obs, state), (info.tti.active_ues, reward)
-
-        (obs, state), (active, reward) = jax.lax.scan(tti, (obs, state), jax.random.split(key, ttis))
-        # Every result feeds the output: XLA drops the loop work no output depends on, and when
-        # only the active-UE count was returned it dropped the policy and most of the
-        # dynamics (6-16x faster, measured; the README's table before this fix)
-        checksum = reward.sum() + sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves((obs, state)))
-        return active.sum(), checksum
-
-    return jax.jit(lambda keys: jax.tree.map(jnp.sum, jax.vmap(one)(keys)))
 
 
 def bench_jax(env: UDTSEnv, policy_name: str, episodes: int, ttis: int, repeats: int, devices: int) -> dict:

@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from env_rollout import make_rollout
 
 from jaxmac.algorithms import HParams, PPOConfig, Trainer
 from jaxmac.env import UDTSEnv
-from jaxmac.protocols import make_protocol
 from jaxmac.training import make_agent
 
 #: Episodes of each part's max_ues sweep: the same at every max_ues, since a part's cost per
@@ -61,32 +60,11 @@ def best_of(fn: Any, repeats: int) -> float:
 
 def env_part(env: UDTSEnv, episodes: int, repeats: int) -> dict[str, float]:
     """Seconds of ``episodes`` whole episodes of ``contention_free`` and their agent-steps."""
-    policy = make_protocol("contention_free", env)
-    params = env.default_params.replace(n_min=1, n_max=env.max_ues)
-
-    def one(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        reset_key, key = jax.random.split(key)
-        obs, state = env.reset(reset_key, params)
-
-        def tti(carry: tuple, key: jax.Array) -> tuple[tuple, tuple]:
-            obs, state = carry
-            act_key, step_key = jax.random.split(key)
-            action = policy(act_key, obs, state, params)
-            obs, state, reward, _, info = env.step(step_key, state, action, params)
-            return (obs, state), (info.tti.active_ues + 1, reward)
-
-        (obs, state), (agents, reward) = jax.lax.scan(
-            tti, (obs, state), jax.random.split(key, env.episode_len)
-        )
-        # every output feeds the result, so XLA cannot drop any of the environment's work
-        everything = sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves((obs, state)))
-        return agents.sum(), reward.sum() + everything
-
     keys = jax.random.split(jax.random.PRNGKey(0), episodes)
     start = time.perf_counter()
-    run = jax.jit(lambda k: jax.tree.map(jnp.sum, jax.vmap(one)(k))).lower(keys).compile()
+    run = make_rollout(env, "contention_free", env.episode_len).lower(keys).compile()
     compile_s = time.perf_counter() - start
-    agent_steps = int(run(keys)[0])
+    agent_steps = int(run(keys)[0]) + episodes * env.episode_len  # the UEs', then the BS's
     return {
         "compile_s": compile_s,
         "seconds": best_of(lambda: run(keys), repeats),
