@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Trains Sym. MAPPO, Sym. MADDPG (about 2.5 minutes here) and a tiny LLM4MAC (the llm4mac-cpu
-# preset, 6 of its 20 updates: about 5 minutes) on this machine's CPU (--resume: a rerun
+# preset, 6 of its 20 updates: 90-100 s each on a slower 2-core CPU, where its untrained policy
+# explores and most BS prompts are distinct) on this machine's CPU (--resume: a rerun
 # continues or just re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs.
 # --resume where the run directory already holds a run (--resume on a directory without one is an error)
 resume = $(if $(wildcard $(1)/config.json),--resume,)

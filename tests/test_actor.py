@@ -191,6 +191,23 @@ def _relative_error(a, b):
     return float(jnp.sqrt(sum(diff) / sum(norm)))
 
 
+def test_a_drawn_tiny_model_starts_with_every_decision_spread_over_its_candidates():
+    """The untrained policy explores: a drawn T5's logits start at unit scale, so no group's
+    decisions start one-hot. (With transformers' N(0, 1) LM head the tiny model's BS decisions
+    started at 0.001-0.013 nats of entropy, and PPO never saw another DCM.)"""
+    env = UDTSEnv(max_ues=4)
+    agent = make_agent("llm4mac", env, value_hidden=16)
+    params = env.default_params.replace(n_min=2, n_max=4)
+    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(9), 16), params)
+    init, decide = jax.jit(agent.init), jax.jit(agent)
+    for seed in range(3):
+        policy = decide(init(jax.random.PRNGKey(seed)), obs).policy
+        for log_probs in (policy.ue_log_probs, policy.bs_log_probs):
+            entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
+            mean = float(jnp.sum(jnp.where(obs.active, entropy, 0.0)) / jnp.sum(obs.active))
+            assert mean > 0.2, (seed, mean)
+
+
 @pytest.mark.parametrize("duplicates", [True, False])
 def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
     """The chunked, deduplicated forward and backward equal the plain ones (float32 relative

@@ -37,8 +37,9 @@ from jaxmac.training import (
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a 2-core CPU in under 20 minutes (README,
-#: "LLM4MAC on this CPU"; it does not reach the paper's results). ``vf_coef`` 0.02 departs from
-#: docs/SPEC.md §3's 0.5: with returns up to ~100 the value loss otherwise swamps the shared T5's gradient.
+#: "LLM4MAC on this CPU"; it does not reach the paper's results; 32 minutes on a slower one).
+#: ``vf_coef`` 0.02 departs from docs/SPEC.md §3's 0.5: with returns up to ~100 the value loss
+#: otherwise swamps the shared T5's gradient.
 #: ``llm-pt-cpu``: LLM-PT's supervised fine-tuning of the tiny T5 in about 10 minutes here (README,
 #: "LLM-PT on this CPU").
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
