@@ -167,11 +167,20 @@ class LLMAgent(LanguageAgent):
         )
 
     def init(self, key: jax.Array) -> Params:
+        """The T5's parameters (``t5_init``) and a drawn value head. A drawn T5's untied LM head
+        is scaled by d_model**-0.5, to N(0, 1/d_model): transformers' N(0, 1) draw starts the
+        logits at a standard deviation of sqrt(d_model), Eq. 9's candidate scores then differ by
+        tens and the untrained policy is one-hot (the tiny model's BS decisions had 0.001-0.013
+        nats of entropy, and PPO never saw another DCM). LLM-PT keeps transformers' draw, under
+        which its supervised BS accuracy left its plateau sooner (README, "LLM-PT on this CPU")."""
         t5_key, head_key = jax.random.split(key)
         head = nnx.to_pure_dict(
             nnx.split(ValueHead(self.cfg.d_model, self.value_hidden, nnx.Rngs(head_key)))[1]
         )
-        return {"t5": t5_init(self.cfg, self.t5_params, t5_key), "value_head": head}
+        t5 = t5_init(self.cfg, self.t5_params, t5_key)
+        if self.t5_params is None and "lm_head" in t5:
+            t5 = {**t5, "lm_head": {"kernel": t5["lm_head"]["kernel"] * self.cfg.d_model**-0.5}}
+        return {"t5": t5, "value_head": head}
 
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group

@@ -6,13 +6,9 @@ the others, untied LM head (or tied, and the T5 v1.0 d_model**-0.5 rescale, as c
 No dropout: the model is deterministic, at inference and in PPO fine-tuning alike. A model
 drawn at random (``tiny``, Abl. PK) is initialised as transformers initialises a T5: every
 projection N(0, 1/fan) with T5's fans (the query's d_model * d_kv: the unscaled attention's
-scale), the embedding N(0, 1); with Flax's default (lecun) draws instead, the attention starts
-so sharp that the tiny model never learned to bind a prompt's UE lines to their numbers. The
-untied LM head departs from transformers' N(0, 1): it is N(0, 1/d_model) like the other
-projections, so that the logits start at unit scale. Under N(0, 1) they start with a standard
-deviation of sqrt(d_model), and the summed token log-probabilities of the candidates (Eq. 9)
-differ by tens: the drawn tiny model's BS policy started with an entropy of 0.001-0.013 nats
-(of ln 3) over three draws, PPO saw one DCM only and never moved (entropy 0 from update 2).
+scale), the embedding and LM head N(0, 1); with Flax's default (lecun) draws instead, the
+attention starts so sharp that the tiny model never learned to bind a prompt's UE lines to
+their numbers. (LLM4MAC's agent rescales a drawn LM head: ``jaxmac.agents.LLMAgent.init``.)
 Parameters are float32; ``dtype`` sets the compute dtype (e.g. bfloat16); norms and softmax
 always run in float32.
 
@@ -191,9 +187,7 @@ class T5(nnx.Module):
         )
         self.decoder_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, dtype)
         self.lm_head = (
-            None
-            if cfg.tie_word_embeddings
-            else _dense(cfg.d_model, cfg.vocab_size, cfg.d_model**-0.5, dtype, rngs)
+            None if cfg.tie_word_embeddings else _dense(cfg.d_model, cfg.vocab_size, 1.0, dtype, rngs)
         )
 
     def encode(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
