@@ -197,8 +197,8 @@ def test_a_drawn_tiny_model_starts_with_every_decision_spread_over_its_candidate
     started at 0.001-0.013 nats of entropy, and PPO never saw another DCM.)"""
     env = UDTSEnv(max_ues=4)
     agent = make_agent("llm4mac", env, value_hidden=16)
-    params = env.default_params.replace(n_min=2, n_max=4)
-    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(9), 16), params)
+    env_params = env.default_params.replace(n_min=2, n_max=4)
+    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(9), 16), env_params)
     init, decide = jax.jit(agent.init), jax.jit(agent)
     for seed in range(3):
         policy = decide(init(jax.random.PRNGKey(seed)), obs).policy
