@@ -45,8 +45,9 @@ def check_count(name: str, value: Any) -> None:
 @dataclasses.dataclass(frozen=True)
 class LanguageModel:
     """What both language learners (LLM4MAC, LLM-PT) build from their options: the T5 (its
-    shapes), the prompt compiler and the candidate answers' token ids, all with the model's
-    tokenizer, and the checkpoint's T5 weights (None when ``init`` draws them)."""
+    shapes: abstract unless it holds a checkpoint's weights), the prompt compiler and the
+    candidate answers' token ids, all with the model's tokenizer, and the checkpoint's T5
+    weights (None when ``init`` draws them)."""
 
     t5: T5
     compiler: PromptCompiler
@@ -66,6 +67,7 @@ class LanguageModel:
             word_tokenizer=lambda: prompt_tokenizer(env),
             pretrained=pretrained,
             dtype=compute_dtype(dtype),
+            draw=False,  # the agents' init draws a model's parameters
         )
         from_checkpoint = pretrained and model != "tiny"
         return cls(

@@ -54,7 +54,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "vf_coef": 0.02,
         "updates": 20,
         "chunk": 5,
-        "greedy": True,
     },
     "llm-pt-cpu": {
         "algo": "llm-pt",
@@ -139,6 +138,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--eval-ues", type=parse_ues, default=None, help="evaluation UE counts (default 1..max-ues)"
     )
     defaults = ", ".join(f"{algo}: {m.eval_episodes}" for algo, m in METHODS.items())
+    greedy = ", ".join(algo for algo, m in METHODS.items() if m.greedy)
     parser.add_argument(
         "--eval-episodes", type=int, default=None, help=f"evaluation episodes per UE count ({defaults})"
     )
@@ -146,7 +146,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--greedy",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="evaluate the most likely decisions (--no-greedy: sample them; default: llm-pt greedy, "
+        help=f"evaluate the most likely decisions (--no-greedy: sample them; default: {greedy} greedy, "
         "the others sampled)",
     )
     parser.add_argument(

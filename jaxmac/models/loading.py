@@ -168,6 +168,7 @@ def load_t5(
     pretrained: bool = True,
     dtype: jnp.dtype = jnp.float32,
     seed: int = 0,
+    draw: bool = True,
 ) -> tuple[T5, Any]:
     """``(model, tokenizer)`` for a named configuration or a checkpoint.
 
@@ -177,6 +178,11 @@ def load_t5(
       local HF cache, with its tokenizer. ``pretrained=False`` keeps the shapes but draws random
       weights (the paper's Abl. PK); a named size then runs without any files, with the word
       tokenizer, if no checkpoint is found.
+
+    ``draw=False``: a model without checkpoint weights comes back abstract (its parameters'
+    shapes and dtypes, ``nnx.eval_shape``), for a caller that draws the parameters itself (the
+    agents' ``init``): drawing them here would compile an initialiser (6.7 s for ``tiny`` on a
+    2-core CPU, minutes for flan-t5-base on a GPU) whose values are thrown away.
     """
     name = str(name_or_path)
     if name == "tiny" or (name in CONFIGS and not pretrained and not _cached(name)):
@@ -184,7 +190,7 @@ def load_t5(
             raise ValueError(f"model {name!r} has no checkpoint tokenizer here: pass word_tokenizer")
         tokenizer = word_tokenizer()
         cfg = tiny_config(tokenizer) if name == "tiny" else CONFIGS[name]
-        return random_t5(cfg, dtype, seed), tokenizer
+        return _random_or_abstract(cfg, dtype, seed, draw), tokenizer
     checkpoint = resolve_checkpoint(name_or_path)
     from transformers import AutoTokenizer
 
@@ -193,7 +199,13 @@ def load_t5(
         return load_pretrained_t5(checkpoint, dtype), tokenizer
     hf = json.loads((checkpoint / "config.json").read_text())
     cfg = T5Config.from_hf(hf, has_lm_head=not hf.get("tie_word_embeddings", True))
-    return random_t5(cfg, dtype, seed), tokenizer
+    return _random_or_abstract(cfg, dtype, seed, draw), tokenizer
+
+
+def _random_or_abstract(cfg: T5Config, dtype: jnp.dtype, seed: int, draw: bool) -> T5:
+    if draw:
+        return random_t5(cfg, dtype, seed)
+    return nnx.eval_shape(lambda: T5(cfg, dtype=dtype, rngs=nnx.Rngs(seed)))
 
 
 def _cached(name: str) -> bool:
