@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Trains Sym. MAPPO, Sym. MADDPG (about 2.5 minutes here) and a tiny LLM4MAC (the llm4mac-cpu
-# preset, 6 of its 20 updates: 90-100 s each on a slower 2-core CPU, where its untrained policy
-# explores and most BS prompts are distinct) on this machine's CPU (--resume: a rerun
+# preset, 3 of its 10 updates: about 5 minutes on a slower 2-core CPU, 80-105 s an update, where
+# its untrained policy explores and most BS prompts are distinct) on this machine's CPU (--resume: a rerun
 # continues or just re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs.
 # --resume where the run directory already holds a run (--resume on a directory without one is an error)
 resume = $(if $(wildcard $(1)/config.json),--resume,)
@@ -26,7 +26,7 @@ demo: $(STAMP)
 		--eval-ues 1-4 --eval-episodes 200 --out results/runs/mappo
 	$(BIN)/jaxmac train $(call resume,results/runs/maddpg) --algo maddpg --ues 1-4 --episodes 64 --updates 1000 --chunk 100 \
 		--eval-ues 1-4 --eval-episodes 200 --out results/runs/maddpg
-	$(BIN)/jaxmac train $(call resume,results/runs/llm4mac) --preset llm4mac-cpu --updates 6 --chunk 2 --eval-ues 1-4 \
+	$(BIN)/jaxmac train $(call resume,results/runs/llm4mac) --preset llm4mac-cpu --updates 3 --chunk 3 --eval-ues 1-4 \
 		--eval-episodes 50 --out results/runs/llm4mac
 	$(BIN)/jaxmac eval --policy contention_free,oracle --checkpoint results/runs/mappo \
 		--checkpoint results/runs/maddpg --ues 1-8 \

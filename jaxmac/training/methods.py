@@ -69,7 +69,7 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "llm4mac": Method(LLMAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES, eval_episodes=100, greedy=True),
+    "llm4mac": Method(LLMAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES, eval_episodes=64, greedy=True),
     "mappo": Method(MAPPOAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES),
     "maddpg": Method(MADDPGAgent, MADDPG, MADDPGConfig, MADDPGHParams, MADDPG_RANGES),
     "llm-pt": Method(
