@@ -180,7 +180,7 @@ def test_lora_starts_as_the_base_model_and_fine_tuning_moves_only_its_matrices(a
     ]
     np.testing.assert_array_equal(*answers)
     algorithm = Supervised(
-        lora, SupervisedConfig(record_episodes=4, examples=64, batch_size=4, ue_batch_size=2, train_steps=2)
+        lora, SupervisedConfig(record_episodes=4, examples=64, batch_size=4, train_steps=2)
     )
     hp = SupervisedHParams(env=ENV.default_params.replace(n_min=2, n_max=3), lr=1e-2)
     state = jax.jit(algorithm.init)(jax.random.PRNGKey(6), hp)

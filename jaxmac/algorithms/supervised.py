@@ -3,20 +3,19 @@ answers, as one compiled loop.
 
 ``init`` records the dataset inside jit (``record_demonstrations``: ``contention_free``
 episodes under the run's environment parameters, the distinct (prompt, answer) pairs of each
-agent group, a held-out share split off by hash) and holds it in the state, so checkpoints and
-resume carry it. One update is ``train_steps`` gradient steps, each on ``batch_size`` training
-pairs of each agent group (``ue_batch_size`` of the UEs' if set), drawn with probability
-proportional to the number of times each pair was recorded to the power ``frequency_power`` (0,
-the default: uniformly over the distinct pairs). A step updates the agent's ``trainable``
-parameters (all of them, or with LoRA its matrices alone); the loss is the teacher-forced
-cross-entropy of the answer's tokens (``</s>`` included), averaged over the tokens of each
-group, then over the two groups. After the steps the held-out pairs give ``val_loss`` and
-``val_accuracy``, the share of held-out answers that greedy decoding reproduces exactly (every
-token the argmax under teacher forcing: the same thing, without generating), and
-``val_accuracy_weighted``, that share with each pair counted as often as it was recorded (the
-share of the recorded held-out decisions reproduced). Every update also reports
-``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the first two add up to less
-than the third, the capacities (``examples``) dropped recorded pairs.
+agent group, a held-out share split off by hash) and holds it in the state, so checkpoints
+and resume carry it. One update is ``train_steps`` gradient steps, each on ``batch_size``
+training pairs of each agent group, drawn with probability proportional to the number of times
+each pair was recorded to the power ``frequency_power`` (0, the default: uniformly over the
+distinct pairs). A step updates the agent's ``trainable`` parameters (all of them, or with LoRA
+its matrices alone); the loss is the teacher-forced cross-entropy of the answer's tokens
+(``</s>`` included), averaged over the tokens of each group, then over the two groups. After
+the steps the held-out pairs give ``val_loss`` and ``val_accuracy``, the share of held-out
+answers that greedy decoding reproduces exactly (every token the argmax under teacher forcing:
+the same thing, without generating), and ``val_accuracy_weighted``, that share with each pair
+counted as often as it was recorded (the share of the recorded held-out decisions reproduced).
+Every update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the
+first two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
 """
 
 from __future__ import annotations
@@ -71,11 +70,6 @@ class SupervisedConfig:
     examples: int = setting(4096, "training pairs kept per agent group (capacity)")
     heldout_percent: int = setting(10, "percent of the distinct pairs held out for validation")
     batch_size: int = setting(64, "pairs of each agent group per gradient step")
-    ue_batch_size: int | None = setting(
-        None,
-        "pairs of the UE group per gradient step, if not batch_size (the UEs' answers are learned first)",
-        kind=int,
-    )
     train_steps: int = setting(25, "gradient steps per update")
     updates: int = setting(20, "updates in total")
 
@@ -215,13 +209,12 @@ class Supervised:
     def update(
         self, state: SupervisedState, hp: SupervisedHParams
     ) -> tuple[SupervisedState, dict[str, jax.Array]]:
-        data, config = state.data, self.config
-        ue_batch = config.batch_size if config.ue_batch_size is None else config.ue_batch_size
+        data, batch = state.data, self.config.batch_size
         key, steps_key = jax.random.split(state.key)
 
         trainable, frozen = self.split(state.params)
 
-        def draw(key: jax.Array, examples: Examples, batch: int) -> jax.Array:
+        def draw(key: jax.Array, examples: Examples) -> jax.Array:
             """``batch`` row indices below ``examples.count``, each with probability proportional
             to its occurrences ** ``frequency_power`` (row 0, masked by the loss, when empty)."""
             live = jnp.arange(examples.answers.shape[0]) < examples.count
@@ -231,8 +224,8 @@ class Supervised:
         def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, dict[str, jax.Array]]:
             trainable, opt_state = carry
             ue_key, bs_key = jax.random.split(step_key)
-            ue_rows = draw(ue_key, data.ue_train, ue_batch)
-            bs_rows = draw(bs_key, data.bs_train, config.batch_size)
+            ue_rows = draw(ue_key, data.ue_train)
+            bs_rows = draw(bs_key, data.bs_train)
             loss_of = lambda t: self.loss(self.join(t, frozen), data, ue_rows, bs_rows)  # noqa: E731
             loss, grads = jax.value_and_grad(loss_of)(trainable)
             trainable, opt_state, terms = guarded_step(
@@ -240,7 +233,7 @@ class Supervised:
             )
             return (trainable, opt_state), {"loss": loss, **terms}
 
-        steps_keys = jax.random.split(steps_key, config.train_steps)
+        steps_keys = jax.random.split(steps_key, self.config.train_steps)
         (trainable, opt_state), terms = jax.lax.scan(step, (trainable, state.opt_state), steps_keys)
         params = self.join(trainable, frozen)
         metrics = {"loss": jnp.mean(terms["loss"]), "grad_norm": jnp.mean(terms["grad_norm"])}
