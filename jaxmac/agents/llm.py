@@ -32,7 +32,7 @@ from jaxmac.models.actor import (
 )
 from jaxmac.models.config import T5Config, compute_dtype
 from jaxmac.models.loading import load_t5
-from jaxmac.models.t5 import T5
+from jaxmac.models.t5 import T5, draw_params
 from jaxmac.settings import setting
 
 
@@ -85,7 +85,7 @@ def t5_init(cfg: T5Config, checkpoint: Params | None, key: jax.Array) -> Params:
     drawn from ``key``."""
     if checkpoint is not None:
         return checkpoint
-    return nnx.to_pure_dict(nnx.split(T5(cfg, rngs=nnx.Rngs(key)))[1])
+    return draw_params(cfg, key)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -11,18 +11,18 @@ nothing is ever left randomly initialised.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from jaxmac.models.config import CONFIGS, T5Config
-from jaxmac.models.t5 import T5, Attention, GatedGeluFF
+from jaxmac.models.t5 import T5, Attention, GatedGeluFF, draw_params
 
 #: Tensors that duplicate ``shared.weight`` in transformers' checkpoints.
 DUPLICATES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
@@ -154,11 +154,12 @@ def tiny_config(tokenizer: Any) -> T5Config:
     return dataclasses.replace(CONFIGS["tiny"], vocab_size=-(-len(tokenizer) // 8) * 8)
 
 
-@functools.partial(nnx.jit, static_argnums=(0, 1, 2))
 def random_t5(cfg: T5Config, dtype: jnp.dtype, seed: int) -> T5:
-    """A randomly initialised T5, initialised in one compiled program (eagerly each parameter's
-    initialiser would compile on its own)."""
-    return T5(cfg, dtype=dtype, rngs=nnx.Rngs(seed))
+    """A randomly initialised T5 (``draw_params`` from ``PRNGKey(seed)``, in one compiled
+    program: eagerly each parameter's initialiser would compile on its own)."""
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: T5(cfg, dtype=dtype, rngs=nnx.Rngs(0))))
+    params = jax.jit(draw_params, static_argnums=0)(cfg, jax.random.PRNGKey(seed))
+    return nnx.merge(graphdef, params)
 
 
 def load_t5(
