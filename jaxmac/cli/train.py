@@ -38,7 +38,7 @@ from jaxmac.training import (
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
 #: LLM4MAC settings that made its return climb on a faster 2-core CPU (README, "LLM4MAC on this
 #: CPU"; it does not reach the paper's results), cut to the 10 updates that fit in 20 minutes
-#: on a slower one, where an update of the exploring untrained policy takes 80-105 s.
+#: on a slower one, where an update of the exploring untrained policy takes 50-105 s.
 #: ``vf_coef`` 0.02 departs from docs/SPEC.md §3's 0.5: with returns up to ~100 the value loss
 #: otherwise swamps the shared T5's gradient.
 #: ``llm-pt-cpu``: LLM-PT's supervised fine-tuning of the tiny T5 in about 10 minutes here (README,
