@@ -1,7 +1,9 @@
-"""jaxmac's Flax T5 against transformers' PyTorch T5 on a random tiny checkpoint."""
+"""jaxmac's Flax T5 against transformers' PyTorch T5 on a random tiny checkpoint, and its random draw."""
 
+import dataclasses
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ import torch
 from flax import nnx
 from t5_fixtures import TINY_HF, save_random_t5
 
+from jaxmac.models.config import CONFIGS
 from jaxmac.models.loading import load_pretrained_t5, resolve_checkpoint
+from jaxmac.models.t5 import T5, draw_params
 
 RTOL = 1e-4
 
@@ -140,3 +144,23 @@ def test_bfloat16_compute_keeps_float32_parameters(pair):
     dec = jnp.array([[0, 4, 9], [0, 7, 1]])
     a, b = (compiled(lambda m, *inputs: m(*inputs), model, ids, mask, dec) for model in (f32, bf16))
     assert b.dtype == jnp.float32 and rel_err(b, a) < 0.05  # bf16 keeps ~3 significant digits
+
+
+def test_one_vector_draw_gives_every_array_the_constructors_distribution():
+    """``draw_params`` cuts one normal vector into the arrays the constructor would draw one by
+    one: the same tree, shapes and dtypes, each array at its declared std (norms: ones)."""
+    cfg = dataclasses.replace(CONFIGS["tiny"], vocab_size=512, d_ff=256)
+    drawn = draw_params(cfg, jax.random.PRNGKey(0))
+    built = nnx.to_pure_dict(nnx.split(T5(cfg, rngs=nnx.Rngs(0)))[1])
+    assert jax.tree.structure(drawn) == jax.tree.structure(built)
+    pairs = zip(jax.tree_util.tree_leaves_with_path(drawn), jax.tree.leaves(built), strict=True)
+    for (path, a), b in pairs:
+        assert a.shape == b.shape and a.dtype == b.dtype, path
+        a, b = np.asarray(a), np.asarray(b)
+        if "norm" in jax.tree_util.keystr(path):
+            np.testing.assert_array_equal(a, b)  # ones
+        else:  # both estimated from n values: within four standard errors of each other
+            bound = 4 / np.sqrt(a.size)
+            assert abs(a.mean()) < bound * b.std() and abs(a.std() / b.std() - 1) < bound, path
+    other = draw_params(cfg, jax.random.PRNGKey(1))
+    assert not np.array_equal(other["shared"]["embedding"], drawn["shared"]["embedding"])
