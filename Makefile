@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Trains Sym. MAPPO, Sym. MADDPG (about 2.5 minutes here) and a tiny LLM4MAC (the llm4mac-cpu
-# preset, 3 of its 10 updates: about 5 minutes on a slower 2-core CPU, 50-105 s an update, where
+# preset, 3 of its 10 updates: 50-105 s each on a slower 2-core CPU, where
 # its untrained policy explores and most BS prompts are distinct) on this machine's CPU (--resume: a rerun
 # continues or just re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs.
 # --resume where the run directory already holds a run (--resume on a directory without one is an error)

@@ -19,6 +19,7 @@ Shapes: B batch, L encoder length, D decoder length, d d_model, H heads, V vocab
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -56,13 +57,12 @@ def _dense(d_in: int, d_out: int, std: float, dtype: jnp.dtype, rngs: nnx.Rngs) 
 
 
 def _embed(count: int, dim: int, std: float, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Embed:
-    init = nnx.initializers.normal(std)
     return nnx.Embed(
         count,
         dim,
         dtype=dtype,
         param_dtype=jnp.float32,
-        embedding_init=init,
+        embedding_init=nnx.initializers.normal(std),
         embedding_metadata={"init_normal": (0.0, std)},
         rngs=rngs,
     )
@@ -275,13 +275,14 @@ def draw_params(cfg: T5Config, key: jax.Array) -> dict:
     gives): each array from the normal its constructor declares (``init_normal``: (mean, std),
     transformers' T5 initialisation; a norm's weight is (1, 0)), all cut from one N(0, 1)
     vector. ``T5(cfg, rngs=...)`` draws the same distribution array by array, and its program
-    compiles one random kernel per array: 6.4 s for the tiny model here, against 0.3 s for
-    one draw (a large model's per-array draws compiled for minutes on a GPU)."""
+    compiles one random kernel per array: the tiny LLM4MAC agent's init program compiled in
+    6.4 s that way on a 2-core CPU and in 2.7 s with this, flan-t5-small's draw in 17.5 s and
+    6.1 s."""
     abstract = nnx.state(nnx.eval_shape(lambda: T5(cfg, rngs=nnx.Rngs(0))), nnx.Param)
     flat = list(abstract.flat_state())
     sizes = [math.prod(variable.shape) for _, variable in flat]
     noise = jax.random.normal(key, (sum(sizes),), jnp.float32)
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    starts = itertools.accumulate(sizes[:-1], initial=0)  # each array's offset in the vector
     values = {}
     for (path, variable), start, size in zip(flat, starts, sizes, strict=True):
         mean, std = variable.get_metadata()["init_normal"]
