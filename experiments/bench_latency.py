@@ -5,7 +5,8 @@ LLM4MAC scores its 6 candidate answers in one pass (encoder once, the candidates
 through the decoder together: ``jaxmac.models.act`` without dedup); LLM-PT generates its
 answer greedily (encoder once, then the decoder token by token over its key/value cache, up
 to ``answer_len`` tokens, stopping when every answer has ended: ``jaxmac.models.generate``).
-Both run the same T5 (random weights of the named shape, the built-in word tokenizer's ids).
+Both run the same T5 (random weights of the named shape, the built-in word tokenizer's ids),
+computing in the agents' default dtype (``auto``: bfloat16 on a GPU or TPU, float32 on a CPU).
 
 * single: one decision per call, what a base station would do within a TTI; p50 and p99 of
   ``--repeats`` calls.
@@ -31,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from jaxmac.env import UDTSEnv
+from jaxmac.models.config import compute_dtype
 from jaxmac.models.generate import generate
 from jaxmac.protocols import make_protocol
 from jaxmac.training import make_agent
@@ -141,8 +143,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed single-decision calls")
     parser.add_argument("--out", type=Path, default=Path("results/bench_latency.json"))
     args = parser.parse_args()
-    rows = [row for model in args.models for row in measure(model, args.batch, args.repeats)]
     device = jax.devices()[0].device_kind
+    meta = {"device": device, "dtype": jnp.dtype(compute_dtype("auto")).name}  # the agents' default
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, object]] = []
+    for model in args.models:  # the JSON is rewritten per model: a run stopped at a limit keeps them
+        rows += measure(model, args.batch, args.repeats)
+        args.out.write_text(json.dumps({**meta, "rows": rows}, indent=1))
     print(f"device: {device}")
     print(f"{'model':>14} {'mode':>8} {'method':>18} {'p50 ms':>9} {'p99 ms':>9}")
     for r in rows:
@@ -154,8 +161,6 @@ def main() -> None:
                 for m in ("LLM4MAC scoring", "LLM-PT generation")
             )
             print(f"{model} {mode}: generation / scoring = {gen['p50_ms'] / score['p50_ms']:.2f}x (p50)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": device, "rows": rows}, indent=1))
     plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

@@ -6,7 +6,8 @@ Part 1, end to end (``--episodes``, default 256 1024 4096): one PPO update (``Tr
 of one episode per parallel episode, then ``Trainer.learn``: GAE and ``--epochs`` x
 ``--minibatches`` PPO steps) of ``mappo`` and of ``llm4mac`` (``--e2e-model``, untrained),
 each jitted on its own, and one Sym. MADDPG update (``MADDPG.update``: the rollout into its
-replay buffer, then its 8 gradient steps of 512 transitions): compile time apart, then the
+replay buffer, then its 8 gradient steps of 512 transitions): compile time apart (the
+rollout's and the update's; the init program's is ``init_compile_s`` in the JSON), then the
 best of ``--repeats`` updates. env-steps/s = episodes x 24 / (rollout + update seconds).
 ``distinct`` is the fraction of the active agents' prompts of one PPO minibatch that are
 distinct (UE / BS), i.e. the share of prompts the deduplicated update computes.
@@ -169,7 +170,9 @@ class Setup:
     def __init__(self, algo: str, model: str, episodes: int, args: argparse.Namespace) -> None:
         self.trainer = trainer(algo, model, episodes, args.epochs, args.minibatches, args.dtype)
         self.hp = hparams()
-        self.state = jax.jit(self.trainer.init)(jax.random.PRNGKey(0), self.hp)
+        key = jax.random.PRNGKey(0)
+        init, self.init_compile_s = compiled(self.trainer.init, key, self.hp)
+        self.state = init(key, self.hp)
         self.rollout, rollout_s = compiled(self.trainer.rollout, self.state, self.hp)
         _, transitions, _, last_value = self.rollout(self.state, self.hp)
         self.learn, learn_s = compiled(self.trainer.learn, self.state, transitions, last_value, self.hp)
@@ -194,6 +197,7 @@ def end_to_end(setup: Setup, args: argparse.Namespace) -> dict:
         "episodes": episodes,
         "epochs": args.epochs,
         "minibatches": args.minibatches,
+        "init_compile_s": setup.init_compile_s,
         "compile_s": setup.compile_s,
         "rollout_s": min(rollout_s),
         "update_s": min(update_s),
@@ -368,8 +372,17 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     device = jax.devices()[0]
     print(f"jax {jax.__version__}, {device.device_kind} x{jax.device_count()}, {os.cpu_count()} cores")
+    meta = {"jax": jax.__version__, "device": device.device_kind, "cores": os.cpu_count()}
     rows: list[dict] = []
     setups: dict[tuple[str, int], Setup] = {}
+
+    def keep(row: dict) -> None:
+        """Adds a row and rewrites the JSON, so a run stopped at a time limit keeps what it measured."""
+        rows.append(row)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps({**meta, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1)
+        )
 
     if "1" in args.parts:
         print(f"\nend to end: one update (rollout + {args.epochs} epoch(s) x {args.minibatches} minibatches)")
@@ -384,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     setup = setups[(algo, episodes)] = Setup(algo, args.e2e_model, episodes, args)
                     r = end_to_end(setup, args)
-                rows.append(r)
+                keep(r)
                 distinct = _pct(r["distinct"]) if "distinct" in r else ""
                 print(
                     f"{r['algo']:>8} {r['model']:>13} {episodes:>8} {r['compile_s']:>9.1f} "
@@ -405,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
             for policy, batch in ((p, batches[p]) for p in args.policies):
                 sample = real if model == "tiny" else min(args.small_sample, real)
                 r = update_vs_torch(model, policy, batch, sample, args, steps)
-                rows.append(r)
+                keep(r)
                 print(
                     f"{model:>13} {policy:>18} {sample:>9} {r['torch_transitions']:>7} "
                     f"{_pct(r['distinct']):>17} {r['jax_ms_per_transition']:>9.3f} "
@@ -420,18 +433,13 @@ def main(argv: list[str] | None = None) -> None:
             key = ("llm4mac", episodes)
             setup = setups[key] if key in setups else Setup("llm4mac", args.e2e_model, episodes, args)
             r = cost_per_transition(setup, args)
-            rows.append(r)
+            keep(r)
             print(
                 f"{episodes:>8} {r['update_s']:>8.2f} {r['us_per_transition_epoch']:>13.1f}  "
                 f"{_pct(r['distinct'])}",
                 flush=True,
             )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"jax": jax.__version__, "device": device.device_kind, "cores": os.cpu_count()}
-    args.out.write_text(
-        json.dumps({**meta, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1)
-    )
     print(f"wrote {args.out}")
 
 
