@@ -375,11 +375,11 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"jax": jax.__version__, "device": device.device_kind, "cores": os.cpu_count()}
     rows: list[dict] = []
     setups: dict[tuple[str, int], Setup] = {}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def keep(row: dict) -> None:
         """Adds a row and rewrites the JSON, so a run stopped at a time limit keeps what it measured."""
         rows.append(row)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             json.dumps({**meta, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1)
         )

@@ -9,6 +9,10 @@
 # after every row, so a run stopped at the limit keeps what it measured. Prints the device, the
 # versions and the XLA flags first: the figures are only meaningful with them.
 set -u
+[ $# -gt 0 ] || { echo "usage: $0 latency|train [latency|train]" >&2; exit 2; }
+for part in "$@"; do  # every part is checked before any device time is spent
+    case $part in latency|train) ;; *) echo "unknown part '$part': latency or train" >&2; exit 2 ;; esac
+done
 OUT=${OUT:-results/device}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -24,7 +28,6 @@ for part in "$@"; do
         train)
             timeout "${TRAIN_S:-480}" python3 experiments/bench_train.py --device \
                 --out "$OUT/bench_train_gpu.json" ;;
-        *) echo "unknown part '$part': latency or train" >&2; exit 2 ;;
     esac
     echo "$part: exit $?, $(($(date +%s) - start)) s wall"
 done
