@@ -77,6 +77,44 @@ def test_assembled_ids_equal_tokenized_render(kind, sie, data, tmp_path_factory)
             assert mask[row].sum() == len(expected) and not mask[row][len(expected) :].any()
 
 
+@functools.cache
+def bounded(env_index: int, sie: bool, ues: int, tmp: str):
+    compiler = compiled(env_index, sie, "word", tmp)[2].bounded(ues)
+    return compiler, jax.jit(compiler)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_bounded_compiler_gives_the_same_prompts_in_fewer_columns(data, tmp_path_factory):
+    """UEs active only below ``ues`` (a trainer's n_max): the bounded compiler's prompts are the
+    unbounded ones with padding columns dropped; the SIE BS prompts get shorter."""
+    env_index, sie = 2, data.draw(st.booleans())  # 8 UEs; a few bounds, each compiled once
+    env, tmp = ENVS[env_index], str(tmp_path_factory.getbasetemp())
+    _, _, compiler, assemble = compiled(env_index, sie, "word", tmp)
+    ues = data.draw(st.sampled_from([1, 3, env.max_ues]))
+    obs = data.draw(observations(env))
+    obs = jax.tree.map(jnp.asarray, obs.replace(active=obs.active & (np.arange(env.max_ues) < ues)))
+    short_compiler, short_assemble = bounded(env_index, sie, ues, tmp)
+    full, short = assemble(obs), short_assemble(obs)
+    for agent in ("ue", "bs"):
+        length = short_compiler.max_len[agent]
+        assert getattr(short, f"{agent}_ids").shape == (env.max_ues, length)
+        for field in ("ids", "mask"):
+            kept = np.asarray(getattr(full, f"{agent}_{field}"))[:, :length]
+            np.testing.assert_array_equal(getattr(short, f"{agent}_{field}"), kept)
+        assert not np.asarray(getattr(full, f"{agent}_mask"))[:, length:].any()
+    assert short_compiler.max_len["ue"] == compiler.max_len["ue"]
+    shorter = sie and ues < env.max_ues
+    assert (short_compiler.max_len["bs"] < compiler.max_len["bs"]) == shorter
+
+
+@pytest.mark.parametrize("ues", [0, 9, 2.0, True])
+def test_a_compiler_bound_outside_one_to_max_ues_is_an_error_naming_it(ues, tmp_path_factory):
+    _, _, compiler, _ = compiled(2, True, "word", str(tmp_path_factory.getbasetemp()))
+    with pytest.raises(ValueError, match=rf"ues must be an integer in \[1, max_ues=8\], got {ues!r}"):
+        compiler.bounded(ues)
+
+
 def test_prompts_name_the_agent_and_target():
     env = UDTSEnv(max_ues=4)
     obs, _ = env.reset(jax.random.PRNGKey(0), env.default_params.replace(n_min=3, n_max=3))

@@ -352,6 +352,23 @@ def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
     assert not np.any(action.ucm) and not np.any(action.dcm)
 
 
+@pytest.mark.parametrize("no_comm", [False, True])
+def test_training_pads_bs_prompts_to_the_sweeps_largest_n_max_and_evaluation_to_max_ues(no_comm, tmp_path):
+    """Nothing is compiled: the run's programs are built, and their agents compared."""
+    config = dataclasses.replace(
+        LLM, no_comm=no_comm, env={"max_ues": 8, "episode_len": 3}, grid={"n_max": [3, 4]}
+    )
+    run = Run.build(config, tmp_path / "run")
+    trained, evaluated = run.algorithm.agent, run.agent
+    if no_comm:
+        trained, evaluated = trained.inner, evaluated.inner
+    assert config.n_max() == 4 and trained.compiler.ues == 4 and evaluated.compiler.ues is None
+    assert trained.compiler.max_len["bs"] < evaluated.compiler.max_len["bs"]
+    assert trained.compiler.max_len["ue"] == evaluated.compiler.max_len["ue"]
+    mappo = Run.build(SMALL, tmp_path / "mappo")
+    assert mappo.algorithm.agent is mappo.agent  # the networks read every slot: nothing to bound
+
+
 @flax.struct.dataclass
 class _XY:
     x: jax.Array

@@ -39,6 +39,13 @@ class Agent(Protocol):
         ``params``."""
         ...
 
+    def bounded(self, n_max: int) -> Agent:
+        """This agent (the same parameters, the same decisions) for observations whose active
+        UEs all sit in the first ``n_max`` slots, as a trainer's do (``EnvParams.n_max``): a
+        language agent pads its BS prompts to n_max UEs, not ``env.max_ues``; others return
+        themselves."""
+        ...
+
 
 def with_defaults(agent_class: type, options: dict[str, Any]) -> dict[str, Any]:
     """An agent's options: ``options`` over the defaults of ``agent_class``'s option fields (its
@@ -65,6 +72,9 @@ class NoComm:
 
     def init(self, key: jax.Array) -> Params:
         return self.inner.init(key)
+
+    def bounded(self, n_max: int) -> NoComm:
+        return NoComm(self.inner.bounded(n_max))
 
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         out = self.inner(params, obs)

@@ -165,5 +165,10 @@ class MAPPOAgent:
     def init(self, key: jax.Array) -> Params:
         return nnx.to_pure_dict(nnx.split(self.networks(self.env, self.hidden, nnx.Rngs(key)))[1])
 
+    def bounded(self, n_max: int) -> MAPPOAgent:
+        """Itself: the networks read every slot whatever ``n_max``."""
+        del n_max
+        return self
+
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         return nnx.merge(self.graphdef, params)(obs)

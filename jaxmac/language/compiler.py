@@ -7,7 +7,9 @@ the tokenizer's closing special tokens (T5: ``</s>``) and padding. This equals
 ``tokenizer(render_prompt(...))`` for tokenizers that split on whitespace first.
 
 UE and BS prompts are kept apart, each padded to its own static length (a UE's prompt is a
-third of the length of the BS's, which lists every UE), so neither pays for the other's.
+third of the length of the BS's, which lists every UE), so neither pays for the other's. A BS
+prompt's length grows with the UEs it lists: ``ues`` bounds them (``bounded``), so a trainer
+whose episodes hold at most ``n_max`` UEs pads to n_max UEs' sentences, not to ``max_ues``'.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class PromptCompiler:
 
     template: PromptTemplate
     tokenizer: Any  # a transformers tokenizer
+    # the most active UEs a prompt lists, all in slots below it (None: the environment's
+    # max_ues); the sentences of slots at or past it leave the static length (see ``bounded``)
+    ues: int | None = None
     # every table's padded token ids (n_t, w_t) raveled and concatenated, and its lengths (n_t,)
     flat: tuple[np.ndarray, np.ndarray] = dataclasses.field(init=False)
     layout: dict[str, SegmentLayout] = dataclasses.field(init=False)  # per agent
@@ -96,7 +101,22 @@ class PromptCompiler:
         object.__setattr__(self, "flat", flat)
         object.__setattr__(self, "layout", layout)
         object.__setattr__(self, "suffix", suffix)
-        object.__setattr__(self, "max_len", {a: int(layout[a].width.sum()) + len(suffix) for a in AGENTS})
+        m = self.template.env.max_ues
+        ues = m if self.ues is None else self.ues
+        if isinstance(ues, bool) or not isinstance(ues, int) or not 1 <= ues <= m:
+            raise ValueError(f"ues must be an integer in [1, max_ues={m}], got {ues!r}")
+        max_len = {}
+        for agent in AGENTS:
+            shown = np.asarray(self.template.segment_slots[agent]) < ues  # -1: every prompt's
+            max_len[agent] = int(layout[agent].width[shown].sum()) + len(suffix)
+        object.__setattr__(self, "max_len", max_len)
+
+    def bounded(self, ues: int) -> PromptCompiler:
+        """This compiler for observations whose active UEs all sit in the first ``ues`` slots
+        (``EnvParams.n_max <= ues``: the environment draws and joins UEs below n_max): the same
+        prompts, with the BS's padded to ``ues`` UEs' sentences. A prompt listing more would be
+        cut short, so evaluation at other counts keeps the unbounded compiler."""
+        return dataclasses.replace(self, ues=ues)
 
     def assemble(self, rows: jax.Array, agent: str) -> tuple[jax.Array, jax.Array]:
         """(P, S) table rows of P prompts -> ids (P, L) and mask (P, L).

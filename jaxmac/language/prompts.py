@@ -74,6 +74,8 @@ class PromptTemplate:
         self.env, self.sie, self.bs_target = env, sie, bs_target
         self.tables: list[tuple[str, ...]] = []
         self.segments: dict[str, list[tuple[int, Index]]] = {agent: [] for agent in AGENTS}
+        # per agent and segment: the UE slot whose sentence it belongs to (-1: every prompt shows it)
+        self.segment_slots: dict[str, list[int]] = {agent: [] for agent in AGENTS}
         self.ue_candidates = tuple(f"{a} {u}" for a in UE_ACTION_WORDS for u in env.ucm_words)
         self.bs_candidates = tuple(env.dcm_words)
         self.bs_prefixes = (
@@ -85,7 +87,12 @@ class PromptTemplate:
             self._build_numeric()
 
     # ------------------------------------------------------------------ building
-    def _add(self, agent: str, strings: tuple[str, ...] | str, index: Index | None = None) -> None:
+    def _add(
+        self, agent: str, strings: tuple[str, ...] | str, index: Index | None = None, slot: int = -1
+    ) -> None:
+        """Append a segment showing one of ``strings`` (row ``index(ctx)``, default 0); ``slot``:
+        the UE slot whose sentence the segment belongs to (absent unless that slot is active),
+        -1 for a segment of every prompt."""
         strings = (strings,) if isinstance(strings, str) else strings
         if strings not in self.tables:
             self.tables.append(strings)
@@ -93,6 +100,7 @@ class PromptTemplate:
         self.segments[agent].append(
             (self.tables.index(strings), index or (lambda c: jnp.zeros(m, jnp.int32)))
         )
+        self.segment_slots[agent].append(slot)
 
     def _build_sie(self) -> None:
         env, m, k = self.env, self.env.max_ues, self.env.history
@@ -151,14 +159,18 @@ class PromptTemplate:
             self._add("bs", outcomes, lambda c, j=j: per_ue(c, _outcome_index(c, j, m)))
             for s in range(m):  # one sentence per active UE
                 self._add(
-                    "bs", tuple(f"UE {r} sent" for r in counts), lambda c, s=s: pick(c, s, c.rank[s] - 1)
+                    "bs",
+                    tuple(f"UE {r} sent" for r in counts),
+                    lambda c, s=s: pick(c, s, c.rank[s] - 1),
+                    slot=s,
                 )
-                self._add("bs", env.ucm_words, lambda c, s=s, j=j: pick(c, s, c.obs.bs.ucm[s, j]))
-                self._add("bs", "and you sent", lambda c, s=s: pick(c, s, 0))
+                self._add("bs", env.ucm_words, lambda c, s=s, j=j: pick(c, s, c.obs.bs.ucm[s, j]), slot=s)
+                self._add("bs", "and you sent", lambda c, s=s: pick(c, s, 0), slot=s)
                 self._add(
                     "bs",
                     tuple(w + "." for w in env.dcm_words),
                     lambda c, s=s, j=j: pick(c, s, c.obs.bs.dcm[s, j]),
+                    slot=s,
                 )
         self._add("bs", "<Action candidate> Candidates: " + ", ".join(self.bs_candidates) + ". Answer:")
 

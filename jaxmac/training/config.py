@@ -138,10 +138,21 @@ class RunConfig:
         """The method's algorithm settings (e.g. ``PPOConfig``) from the ``algorithm`` dict."""
         return self.method.config(**self.algorithm)
 
-    def build_algorithm(self, mesh: Mesh | None = None) -> Algorithm:
-        """The method's algorithm for this run's agent and settings (``mesh``: the device mesh its
-        episode arrays are sharded over; None sets no sharding constraints)."""
-        return self.method.algorithm(self.build_agent(), self.algorithm_config(), mesh)
+    def build_algorithm(
+        self, mesh: Mesh | None = None, agent: Agent | None = None, n_max: int | None = None
+    ) -> Algorithm:
+        """The method's algorithm for this run's agent (``agent``, else ``build_agent()``) and
+        settings (``mesh``: the device mesh its episode arrays are sharded over; None sets no
+        sharding constraints). It trains the agent bounded to ``n_max`` (default: the members'
+        largest, ``n_max()``; ``Agent.bounded``: a language agent's BS prompts list no more UEs
+        than training holds)."""
+        agent = self.build_agent() if agent is None else agent
+        n_max = self.n_max() if n_max is None else n_max
+        return self.method.algorithm(agent.bounded(n_max), self.algorithm_config(), mesh)
+
+    def n_max(self) -> int:
+        """The most active UEs any member's training episodes hold (the largest ``EnvParams.n_max``)."""
+        return max(int(hp.env.n_max) for hp in self.member_hparams())
 
     @property
     def updates(self) -> int:
@@ -195,9 +206,10 @@ class RunConfig:
 
     def program_key(self) -> str:
         """Sorted JSON of what the run's compiled programs depend on: every field but
-        ``HOST_FIELDS``, and the number of members."""
+        ``HOST_FIELDS``, the number of members and the largest ``n_max`` (``build_algorithm``'s
+        bound)."""
         fields = {k: v for k, v in self.to_json().items() if k not in HOST_FIELDS}
-        return json.dumps({**fields, "members": len(self.members())}, sort_keys=True)
+        return json.dumps({**fields, "members": len(self.members()), "n_max": self.n_max()}, sort_keys=True)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:

@@ -95,6 +95,7 @@ class Programs:
     its programs again: jit's caches serve them (state of other shapes or dtypes compiles anew)."""
 
     algorithm: Algorithm
+    agent: Agent  # the run's agent, unbounded: the algorithm trains it bounded (``Agent.bounded``)
     members: int
     mesh: Mesh
 
@@ -131,8 +132,10 @@ def shared_programs(program_key: str, mesh: Mesh) -> Programs:
     ``mesh``. The four most recently used stay alive, with their models: a model checkpoint
     directory is read once per process (``shared_programs.cache_clear()`` forgets them all)."""
     fields = json.loads(program_key)
-    members = fields.pop("members")
-    return Programs(RunConfig(**fields).build_algorithm(mesh), members, mesh)
+    members, n_max = fields.pop("members"), fields.pop("n_max")
+    config = RunConfig(**fields)
+    agent = config.build_agent()
+    return Programs(config.build_algorithm(mesh, agent, n_max), agent, members, mesh)
 
 
 @dataclasses.dataclass
@@ -175,7 +178,8 @@ class Run:
 
     @property
     def agent(self) -> Agent:
-        return self.algorithm.agent
+        """The run's agent for any UE count (evaluation's); the training program's is bounded."""
+        return self.programs.agent
 
     @property
     def members(self) -> int:
