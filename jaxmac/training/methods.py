@@ -18,6 +18,7 @@ from jaxmac.algorithms import (
     SUPERVISED_RANGES,
     Algorithm,
     HParams,
+    LanguagePPOConfig,
     MADDPGConfig,
     MADDPGHParams,
     PPOConfig,
@@ -69,7 +70,9 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "llm4mac": Method(LLMAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES, eval_episodes=64, greedy=True),
+    "llm4mac": Method(
+        LLMAgent, Trainer, LanguagePPOConfig, HParams, HPARAM_RANGES, eval_episodes=64, greedy=True
+    ),
     "mappo": Method(MAPPOAgent, Trainer, PPOConfig, HParams, HPARAM_RANGES),
     "maddpg": Method(MADDPGAgent, MADDPG, MADDPGConfig, MADDPGHParams, MADDPG_RANGES),
     "llm-pt": Method(
