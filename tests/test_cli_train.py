@@ -121,6 +121,41 @@ def test_a_preset_sets_defaults_and_explicit_options_win():
         parse_args(["train", "--out", "x", "--preset", "nope"])
 
 
+@pytest.mark.parametrize(
+    ("argv", "epochs", "minibatches"),
+    [
+        (["--algo", "llm4mac"], 2, 2),
+        (["--algo", "mappo"], 4, 4),
+        (["--algo", "llm4mac", "--minibatches", "4"], 2, 4),
+    ],
+)
+def test_each_method_has_its_own_ppo_epochs_and_minibatches(argv, epochs, minibatches):
+    """LLM4MAC's deduplicated step repeats prompts shared across minibatches, so it defaults to
+    fewer (``LanguagePPOConfig``); a given option wins."""
+    from jaxmac.cli.main import parse_args
+    from jaxmac.cli.train import config_from_args
+
+    config = config_from_args(parse_args(["train", "--out", "x", *argv]), (0,), {})
+    assert (config.algorithm_config().epochs, config.algorithm_config().minibatches) == (epochs, minibatches)
+
+
+def test_a_language_run_pads_its_prompts_to_its_ues_and_a_resume_may_not_raise_them(tmp_path):
+    from jaxmac.cli.main import parse_args
+    from jaxmac.cli.train import config_from_args
+
+    def config(*argv, grid=None):
+        return config_from_args(parse_args(["train", "--out", "x", *argv]), (0,), grid or {})
+
+    assert config("--algo", "llm4mac", "--ues", "2-4").prompt_ues == 4
+    assert config("--algo", "llm-pt", "--ues", "2-4", grid={"n_max": (3.0, 6.0)}).prompt_ues == 6
+    assert config("--algo", "mappo", "--ues", "2-4").prompt_ues is None  # its networks read every slot
+    saved = tmp_path / "run"
+    saved.mkdir()
+    (saved / "config.json").write_text(json.dumps(config("--algo", "llm4mac", "--ues", "2-3").to_json()))
+    with pytest.raises(SystemExit, match=r"n_max must be <= prompt_ues=3"):
+        main(["train", "--resume", "--ues", "2-5", "--out", str(saved)])
+
+
 def test_zero_episodes_is_an_error_naming_the_field_not_a_default(tmp_path):
     with pytest.raises(SystemExit, match="episodes must be >= 1"):
         main(["eval", "--policy", "random", "--ues", "1", "--episodes", "0"])

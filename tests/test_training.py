@@ -353,10 +353,10 @@ def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
 
 
 @pytest.mark.parametrize("no_comm", [False, True])
-def test_training_pads_bs_prompts_to_the_sweeps_largest_n_max_and_evaluation_to_max_ues(no_comm, tmp_path):
+def test_training_pads_bs_prompts_to_prompt_ues_and_evaluation_to_max_ues(no_comm, tmp_path):
     """Nothing is compiled: the run's programs are built, and their agents compared."""
     config = dataclasses.replace(
-        LLM, no_comm=no_comm, env={"max_ues": 8, "episode_len": 3}, grid={"n_max": [3, 4]}
+        LLM, no_comm=no_comm, env={"max_ues": 8, "episode_len": 3}, grid={"n_max": [3, 4]}, prompt_ues=4
     )
     run = Run.build(config, tmp_path / "run")
     trained, evaluated = run.algorithm.agent, run.agent
@@ -365,8 +365,12 @@ def test_training_pads_bs_prompts_to_the_sweeps_largest_n_max_and_evaluation_to_
     assert config.n_max() == 4 and trained.compiler.ues == 4 and evaluated.compiler.ues is None
     assert trained.compiler.max_len["bs"] < evaluated.compiler.max_len["bs"]
     assert trained.compiler.max_len["ue"] == evaluated.compiler.max_len["ue"]
-    mappo = Run.build(SMALL, tmp_path / "mappo")
-    assert mappo.algorithm.agent is mappo.agent  # the networks read every slot: nothing to bound
+    unbounded = Run.build(dataclasses.replace(config, prompt_ues=None), tmp_path / "unbounded")
+    assert unbounded.algorithm.agent is unbounded.agent  # a configuration of before the bound
+    with pytest.raises(ValueError, match=r"n_max must be <= prompt_ues=3 \(the run's prompts list at most 3"):
+        Run.build(dataclasses.replace(config, prompt_ues=3), tmp_path / "short")
+    with pytest.raises(ValueError, match=r"prompt_ues must be None or an integer in \[1, max_ues=8\], got 9"):
+        dataclasses.replace(config, prompt_ues=9)
 
 
 @flax.struct.dataclass

@@ -4,6 +4,7 @@ the method's own options come from the settings it declares (``jaxmac.training.M
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,7 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
         k: getattr(args, k)
         for k in ("max_ues", "buffer_size", "episode_len", "ucm_vocab", "dcm_vocab", "history")
     }
-    return RunConfig(
+    config = RunConfig(
         algo=args.algo,
         no_comm=args.no_comm,
         env=env,
@@ -197,6 +198,8 @@ def config_from_args(args: argparse.Namespace, seeds: tuple[int, ...], grid: dic
         greedy=method(args.algo).greedy if args.greedy is None else args.greedy,
         stop_if=DEFAULT_STOP_IF if args.stop_if is None else tuple(args.stop_if),
     )
+    # a language run pads its training prompts to its own UEs (a --resume may not raise n_max past them)
+    return dataclasses.replace(config, prompt_ues=config.n_max()) if config.method.language else config
 
 
 def make_run_directory(out: Path) -> None:

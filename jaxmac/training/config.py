@@ -81,6 +81,9 @@ class RunConfig:
     algo: str = "mappo"
     no_comm: bool = False
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # a language agent's training prompts list at most this many UEs (None: max_ues; ``jaxmac
+    # train`` sets the run's largest n_max); the run's n_max may not exceed it
+    prompt_ues: int | None = None
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
     env_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     algorithm: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -122,6 +125,13 @@ class RunConfig:
             )
         self.algorithm_config()
         self.base_hparams()
+        bound = self.prompt_ues
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, int) or not 1 <= bound <= env.max_ues
+        ):
+            raise ValueError(
+                f"prompt_ues must be None or an integer in [1, max_ues={env.max_ues}], got {bound!r}"
+            )
 
     # ---------------------------------------------------------------- building
     def build_env(self) -> UDTSEnv:
@@ -138,17 +148,14 @@ class RunConfig:
         """The method's algorithm settings (e.g. ``PPOConfig``) from the ``algorithm`` dict."""
         return self.method.config(**self.algorithm)
 
-    def build_algorithm(
-        self, mesh: Mesh | None = None, agent: Agent | None = None, n_max: int | None = None
-    ) -> Algorithm:
+    def build_algorithm(self, mesh: Mesh | None = None, agent: Agent | None = None) -> Algorithm:
         """The method's algorithm for this run's agent (``agent``, else ``build_agent()``) and
         settings (``mesh``: the device mesh its episode arrays are sharded over; None sets no
-        sharding constraints). It trains the agent bounded to ``n_max`` (default: the members'
-        largest, ``n_max()``; ``Agent.bounded``: a language agent's BS prompts list no more UEs
-        than training holds)."""
+        sharding constraints). It trains the agent bounded to ``prompt_ues`` if set
+        (``Agent.bounded``: a language agent's BS prompts list no more UEs than training holds)."""
         agent = self.build_agent() if agent is None else agent
-        n_max = self.n_max() if n_max is None else n_max
-        return self.method.algorithm(agent.bounded(n_max), self.algorithm_config(), mesh)
+        trained = agent if self.prompt_ues is None else agent.bounded(self.prompt_ues)
+        return self.method.algorithm(trained, self.algorithm_config(), mesh)
 
     def n_max(self) -> int:
         """The most active UEs any member's training episodes hold (the largest ``EnvParams.n_max``)."""
@@ -187,6 +194,13 @@ class RunConfig:
             env_part = {k: v for k, v in swept.items() if k in EnvParams.__dataclass_fields__}
             own = {k: v for k, v in swept.items() if k not in env_part}
             out.append(base.replace(**own, env=base.env.replace(**env_part)))
+        # checked here, not in __post_init__: a program key's configuration holds no members' values
+        largest = max(int(hp.env.n_max) for hp in out)
+        if self.prompt_ues is not None and largest > self.prompt_ues:
+            raise ValueError(
+                f"n_max must be <= prompt_ues={self.prompt_ues} (the run's prompts list at most "
+                f"{self.prompt_ues} UEs; train into a new directory for more), got {largest}"
+            )
         return out
 
     def keys_and_hparams(self) -> tuple[jax.Array, Any]:
@@ -206,10 +220,9 @@ class RunConfig:
 
     def program_key(self) -> str:
         """Sorted JSON of what the run's compiled programs depend on: every field but
-        ``HOST_FIELDS``, the number of members and the largest ``n_max`` (``build_algorithm``'s
-        bound)."""
+        ``HOST_FIELDS``, and the number of members."""
         fields = {k: v for k, v in self.to_json().items() if k not in HOST_FIELDS}
-        return json.dumps({**fields, "members": len(self.members()), "n_max": self.n_max()}, sort_keys=True)
+        return json.dumps({**fields, "members": len(self.members())}, sort_keys=True)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:

@@ -132,10 +132,10 @@ def shared_programs(program_key: str, mesh: Mesh) -> Programs:
     ``mesh``. The four most recently used stay alive, with their models: a model checkpoint
     directory is read once per process (``shared_programs.cache_clear()`` forgets them all)."""
     fields = json.loads(program_key)
-    members, n_max = fields.pop("members"), fields.pop("n_max")
+    members = fields.pop("members")
     config = RunConfig(**fields)
     agent = config.build_agent()
-    return Programs(config.build_algorithm(mesh, agent, n_max), agent, members, mesh)
+    return Programs(config.build_algorithm(mesh, agent), agent, members, mesh)
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ from typing import Any
 from jax.sharding import Mesh
 
 from jaxmac.agents import Agent, LLMAgent, LLMPTAgent, MADDPGAgent, MAPPOAgent, NoComm
+from jaxmac.agents.llm import LanguageAgent
 from jaxmac.algorithms import (
     HPARAM_RANGES,
     MADDPG,
@@ -57,6 +58,12 @@ class Method:
     hparam_ranges: dict[str, tuple[float, float, bool]]
     eval_episodes: int = 500
     greedy: bool = False
+
+    @property
+    def language(self) -> bool:
+        """Its agent reads prompts (a ``LanguageAgent``): ``jaxmac train`` bounds them to the run's
+        UEs (``RunConfig.prompt_ues``)."""
+        return issubclass(self.agent, LanguageAgent)
 
     def settings(self) -> dict[str, list[dataclasses.Field]]:
         """The settings a user may give, by the ``RunConfig`` dict they go to: the agent's
