@@ -65,9 +65,10 @@ class LanguagePPOConfig(PPOConfig):
     """LLM4MAC's static settings: ``PPOConfig`` with 2 epochs x 2 minibatches by default (the
     ``llm4mac-cpu`` preset's). A language step costs the distinct prompts of its minibatch, and
     prompts repeat across minibatches and epochs, so epochs x minibatches multiplies the T5's
-    work: on an untrained tiny model's 64-episode rollout (2-4 UEs), a quarter of it held 70% of
-    the whole's distinct prompts, and one epoch of 4 minibatches took 9.3 s against 3.2 s for one
-    minibatch of everything (this CPU; README, "Compiled programs")."""
+    work: on an untrained tiny model's 64-episode rollout (2-4 UEs), each quarter of it held 70-74%
+    of the whole's distinct UE prompts and 53-56% of its distinct BS prompts, and one epoch of 4
+    minibatches took 9.25 s against 3.16 s for one minibatch of everything (this CPU; README,
+    "Compiled programs")."""
 
     epochs: int = setting(2, "passes over each rollout")
     minibatches: int = setting(2, "minibatches per epoch (num_envs * rollout_len / minibatches transitions)")

@@ -194,17 +194,17 @@ class RunConfig:
             env_part = {k: v for k, v in swept.items() if k in EnvParams.__dataclass_fields__}
             own = {k: v for k, v in swept.items() if k not in env_part}
             out.append(base.replace(**own, env=base.env.replace(**env_part)))
-        # checked here, not in __post_init__: a program key's configuration holds no members' values
-        largest = max(int(hp.env.n_max) for hp in out)
-        if self.prompt_ues is not None and largest > self.prompt_ues:
-            raise ValueError(
-                f"n_max must be <= prompt_ues={self.prompt_ues} (the run's prompts list at most "
-                f"{self.prompt_ues} UEs; train into a new directory for more), got {largest}"
-            )
         return out
 
     def keys_and_hparams(self) -> tuple[jax.Array, Any]:
-        """The PRNG keys and hparams of every member, stacked on a leading axis (also for one)."""
+        """The PRNG keys and hparams of every member, stacked on a leading axis (also for one). A
+        member's ``n_max`` above ``prompt_ues`` is an error naming both (checked here, where a run's
+        values are taken, not in ``__post_init__``: a program key's configuration has no members)."""
+        if self.prompt_ues is not None and self.n_max() > self.prompt_ues:
+            raise ValueError(
+                f"n_max must be <= prompt_ues={self.prompt_ues} (the run's prompts list at most "
+                f"{self.prompt_ues} UEs; train into a new directory for more), got {self.n_max()}"
+            )
         keys = [jax.random.PRNGKey(m["seed"]) for m in self.members()]
         return jnp.stack(keys), jax.tree.map(lambda *x: jnp.stack(x), *self.member_hparams())
 
