@@ -385,6 +385,49 @@ class _YX:  # the same names, the other order: a position-keyed checkpoint would
     x: jax.Array
 
 
+def test_a_later_process_calls_the_stored_chunk_program_without_tracing_it(tmp_path, monkeypatch):
+    """``compile_stored``: a run stores its chunk program; a later one (new ``Programs``, as a
+    new process builds) calls it without tracing the algorithm and trains to the same state; a
+    damaged stored program is made again; a longer run calls the same one, another
+    configuration stores its own."""
+    from jaxmac import compilation
+    from jaxmac.algorithms.ppo import Trainer
+
+    store = tmp_path / "exported"
+    monkeypatch.setattr(compilation, "stored_programs_dir", lambda: store)
+
+    def trained(name, config=SMALL):
+        shared_programs.cache_clear()
+        result = train_run(config, tmp_path / name, log=lambda _: None)
+        return jax.device_get(Run.build(config, tmp_path / name).algorithm.policy_params(result.state))
+
+    first = trained("first")
+    [program] = store.glob("*.exported")
+    with monkeypatch.context() as patched:
+        patched.setattr(Trainer, "update_chunk", lambda *_: pytest.fail("the stored program was traced"))
+        chex.assert_trees_all_equal(trained("second"), first)
+    program.write_bytes(b"damaged")
+    chex.assert_trees_all_equal(trained("third"), first)
+    assert program.stat().st_size > 1000
+    longer = dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 6})
+    trained("longer", longer)  # the chunk never reads the total: a longer run, the same program
+    assert list(store.glob("*.exported")) == [program]
+    trained("other", dataclasses.replace(SMALL, agent={"hidden": 8}))
+    assert len(list(store.glob("*.exported"))) == 2
+    shared_programs.cache_clear()
+
+
+def test_a_fingerprint_reads_small_arrays_by_value_and_weights_by_shape():
+    from jaxmac.compilation import FINGERPRINT_MAX_ELEMENTS, fingerprint
+
+    small, large = np.zeros(3), np.zeros(FINGERPRINT_MAX_ELEMENTS + 1, np.float32)
+    assert fingerprint({"a": small}) != fingerprint({"a": small + 1})
+    assert fingerprint({"a": large}) == fingerprint({"a": large + 1})  # weights: programs' inputs
+    assert fingerprint({"a": large}) != fingerprint({"a": large.astype(np.float16)})
+    assert fingerprint(SMALL) != fingerprint(dataclasses.replace(SMALL, chunk=3))
+    assert fingerprint(object()) == fingerprint(object())  # other objects: by type
+
+
 def test_checkpoints_restore_leaves_by_name_and_name_the_ones_that_differ(tmp_path):
     checkpoints = Checkpoints(tmp_path / "checkpoints")
     checkpoints.save(3, {"params": _XY(x=jnp.zeros(2), y=jnp.ones(2)), "step": jnp.ones(())})

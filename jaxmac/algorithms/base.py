@@ -33,6 +33,7 @@ class Algorithm(Protocol):
     """A learning algorithm for one agent, as the host loop sees it."""
 
     agent: Agent
+    config: Any  # its settings (a dataclass); ``updates``, the total, is only ``train``'s
 
     @property
     def steps_per_update(self) -> int:
@@ -48,7 +49,8 @@ class Algorithm(Protocol):
     ) -> tuple[Any, dict[str, jax.Array]]:
         """``count`` (traced, default ``n``) <= ``n`` (static) updates; float32 metrics (n,) per
         name, NaN past ``count``. The host loop writes every name to the run's metrics and reads
-        ``loss`` and ``nonfinite`` (steps skipped as non-finite) to stop a diverged run."""
+        ``loss`` and ``nonfinite`` (steps skipped as non-finite) to stop a diverged run. It never
+        reads ``config.updates``: a run extended by ``--resume`` calls the same program."""
         ...
 
     def partition_specs(self) -> Any:

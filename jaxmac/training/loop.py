@@ -34,6 +34,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxmac.agents import Agent, LearnedPolicy
 from jaxmac.algorithms import EPISODE_AXIS, Algorithm, episode_devices
+from jaxmac.compilation import compile_stored, fingerprint, signature
 from jaxmac.distributed import is_main, sync_processes
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.models.sharding import MODEL_AXIS
@@ -98,6 +99,8 @@ class Programs:
     agent: Agent  # the run's agent, unbounded: the algorithm trains it bounded (``Agent.bounded``)
     members: int
     mesh: Mesh
+    key: str  # the configurations' ``RunConfig.program_key``
+    chunks: dict = dataclasses.field(default_factory=dict)  # ``compiled_chunk``'s, by signature
 
     @functools.cached_property
     def state_shardings(self) -> Any:
@@ -119,11 +122,61 @@ class Programs:
         """``update_chunk(state, hparams, n, count)`` of every member, jitted (``n`` static). The
         state is donated: its buffers become the new state's (a large model's parameters and
         optimizer state are not held twice)."""
-        update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
-        replicated = NamedSharding(self.mesh, P())  # every process reads every metric
-        return jax.jit(
-            update, static_argnums=2, out_shardings=(self.state_shardings, replicated), donate_argnums=0
-        )
+        return jax.jit(self._update, static_argnums=2, out_shardings=self._chunk_shardings, donate_argnums=0)
+
+    def compiled_chunk(self, state: Any, hparams: Any, n: int) -> Callable[[Any, Any, int], Any]:
+        """``update_chunk`` for ``n`` updates, compiled for arguments like ``state`` and
+        ``hparams``, as ``chunk(state, hparams, count)``: once per process, and in a later
+        process reloaded without tracing (``jaxmac.compilation.compile_stored``: the program is
+        stored under this configuration's key, its algorithm's fingerprint and ``n``)."""
+        state_tree, hparams_tree = jax.tree.structure(state), jax.tree.structure(hparams)
+        key = (n, signature((state, hparams)))
+        if key not in self.chunks:
+
+            def flat(state_leaves: list, hparams_leaves: list, count: Any) -> tuple[list, Any]:
+                new, metrics = self._update(
+                    jax.tree.unflatten(state_tree, state_leaves),
+                    jax.tree.unflatten(hparams_tree, hparams_leaves),
+                    n,
+                    count,
+                )
+                return jax.tree.leaves(new), metrics
+
+            state_shardings, metric_sharding = self._chunk_shardings
+            compiled = compile_stored(
+                flat,
+                (jax.tree.leaves(state), jax.tree.leaves(hparams), n),
+                fingerprint(self.chunk_key, n),
+                donate_argnums=(0,),
+                out_shardings=(jax.tree.leaves(state_shardings), metric_sharding),
+            )
+
+            def chunk(state: Any, hparams: Any, count: int) -> tuple[Any, dict[str, jax.Array]]:
+                leaves, metrics = compiled(jax.tree.leaves(state), jax.tree.leaves(hparams), count)
+                return jax.tree.unflatten(state_tree, leaves), metrics
+
+            self.chunks[key] = chunk
+        return self.chunks[key]
+
+    @functools.cached_property
+    def chunk_key(self) -> str:
+        """What the chunk programs depend on besides their arguments: the configuration, the
+        algorithm (its agent's prompt tables included) and the mesh, less the total number of
+        updates, which ``update_chunk`` never reads: a resume that extends a run calls the same
+        program."""
+        fields = json.loads(self.key)
+        fields["algorithm"] = {k: v for k, v in fields["algorithm"].items() if k != "updates"}
+        config = dataclasses.replace(self.algorithm.config, updates=1)
+        return fingerprint(fields, dataclasses.replace(self.algorithm, config=config), str(self.mesh))
+
+    @property
+    def _update(self) -> Callable[..., Any]:
+        return over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
+
+    @property
+    def _chunk_shardings(self) -> tuple[Any, NamedSharding]:
+        """The new state's shardings, and the metrics' (replicated: every process reads every metric)."""
+        return self.state_shardings, NamedSharding(self.mesh, P())
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,7 +188,7 @@ def shared_programs(program_key: str, mesh: Mesh) -> Programs:
     members = fields.pop("members")
     config = RunConfig(**fields)
     agent = config.build_agent()
-    return Programs(config.build_algorithm(mesh, agent), agent, members, mesh)
+    return Programs(config.build_algorithm(mesh, agent), agent, members, mesh, program_key)
 
 
 @dataclasses.dataclass
@@ -201,9 +254,7 @@ class Run:
             raise ValueError(f"n must be an integer in [1, chunk={self.config.chunk}], got {n!r}")
         if self.compiled is None:
             start = time.perf_counter()
-            self.compiled = self.programs.update_chunk.lower(
-                state, self.hparams, self.config.chunk, n
-            ).compile()
+            self.compiled = self.programs.compiled_chunk(state, self.hparams, self.config.chunk)
             self.compile_seconds += time.perf_counter() - start
         state, metrics = self.compiled(state, self.hparams, n)
         return state, jax.tree.map(lambda m: m[..., :n], metrics)
