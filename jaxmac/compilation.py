@@ -15,9 +15,9 @@ process skips the Python tracing too, which the XLA cache does not save.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import os
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -58,29 +58,36 @@ def enable_compilation_cache(directory: Path | str | None = None) -> Path | None
 
 # ------------------------------------------------------------------------ stored programs
 
-#: Arrays with more elements than this are weights, which programs take as inputs: they
-#: enter ``fingerprint`` by shape and dtype only.
-FINGERPRINT_MAX_ELEMENTS = 1 << 20
+#: Arrays with more elements than this enter ``fingerprint`` by shape and dtype only: they are
+#: weights (Flan-T5-small's smallest matrix has 196,608), which a training chunk takes from its
+#: state, never as constants; the prompt tables and candidates it does hold are a few hundred.
+FINGERPRINT_MAX_ELEMENTS = 1 << 16
 #: The packages whose code is traced into jaxmac's programs.
 TRACED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "flashbax", "numpy", "transformers")
 
 
-def _feed(digest: Any, obj: Any, seen: set[int]) -> None:
-    """Adds ``obj`` to ``digest``: arrays by content (see ``FINGERPRINT_MAX_ELEMENTS``),
-    scalars and strings by value, dataclasses, mappings and sequences by their items, any other
-    object (a tokenizer, a function, a model graph) by its type's name."""
+def _feed(digest: Any, obj: Any, seen: dict[int, int]) -> None:
+    """Adds ``obj`` to ``digest``: arrays and NumPy scalars by content (see
+    ``FINGERPRINT_MAX_ELEMENTS``), scalars and strings by value, classes and functions by
+    qualified name, dataclasses, mappings and sequences by their items, any other object (a
+    tokenizer, a model graph) by its type's qualified name."""
     if isinstance(obj, str | int | float | bool | type(None)):
         digest.update(f"{type(obj).__name__}:{obj!r};".encode())
         return
+    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        digest.update(f"{getattr(obj, '__module__', '')}.{obj.__qualname__};".encode())
+        return
+    if isinstance(obj, np.generic):
+        obj = np.asarray(obj)
     if isinstance(obj, np.ndarray | jax.Array):
         digest.update(f"array{obj.shape}{obj.dtype};".encode())
         if obj.size <= FINGERPRINT_MAX_ELEMENTS and not isinstance(obj, jax.core.Tracer):
             digest.update(np.ascontiguousarray(np.asarray(obj)).tobytes())
         return
-    if id(obj) in seen:  # a shared object counts once
-        digest.update(b"seen;")
+    if id(obj) in seen:  # a shared object counts once, then by its first place
+        digest.update(f"seen#{seen[id(obj)]};".encode())
         return
-    seen.add(id(obj))
+    seen[id(obj)] = len(seen)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         items: Any = ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
     elif isinstance(obj, dict):
@@ -101,14 +108,13 @@ def fingerprint(*objects: Any) -> str:
     """A hex digest of ``objects`` (``_feed``): equal for a configuration, its agent's prompt
     tables and candidates, and arguments of the same shapes, dtypes and shardings."""
     digest = hashlib.sha256()
-    _feed(digest, objects, set())
+    _feed(digest, objects, {})
     return digest.hexdigest()
 
 
-@functools.cache
 def _code_fingerprint() -> str:
-    """jaxmac's source files and the traced packages' versions: a program stored by other code
-    is never called."""
+    """jaxmac's source files and the traced packages' versions, as imported (``CODE_FINGERPRINT``):
+    a program stored by other code is never called."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
@@ -119,6 +125,9 @@ def _code_fingerprint() -> str:
         except metadata.PackageNotFoundError:
             digest.update(f"{name}=none;".encode())
     return digest.hexdigest()
+
+
+CODE_FINGERPRINT = _code_fingerprint()
 
 
 def _context_fingerprint() -> str:
@@ -138,8 +147,8 @@ def stored_programs_dir() -> Path | None:
 
 def compile_stored(
     fn: Callable[..., Any],
-    args: tuple,
-    key: str,
+    args: tuple[Any, ...],
+    key: Callable[[], str],
     *,
     donate_argnums: tuple[int, ...] = (),
     out_shardings: Any = None,
@@ -147,24 +156,30 @@ def compile_stored(
     """``jax.jit(fn, ...).lower(*args).compile()``, without tracing ``fn`` when a program
     stored under ``key`` (plus jaxmac's code and jax's context) exists: the stored program is
     called instead (its compile then comes from the persistent cache). Otherwise ``fn`` is
-    traced, exported and stored. ``key`` must name everything ``fn`` closes over that is not in
-    ``args`` (``fingerprint``). ``args`` must be lists, tuples, string-keyed dicts and arrays
-    (``jax.export``'s serialisable trees). With the cache off, or over several processes, this
-    is the plain compile."""
+    traced, exported and stored. ``key()`` (called only when a store is used) must name
+    everything ``fn`` closes over that is not in ``args`` (``fingerprint``). ``args`` must be
+    lists, tuples, string-keyed dicts and arrays (``jax.export``'s serialisable trees). With
+    the cache off, or over several processes, this is the plain compile; a store that cannot be
+    written is a warning."""
     jitted = jax.jit(fn, donate_argnums=donate_argnums, out_shardings=out_shardings)
     directory = stored_programs_dir()
     if directory is None or jax.process_count() > 1:
         return jitted.lower(*args).compile()
-    name = fingerprint(key, _code_fingerprint(), _context_fingerprint(), signature(args))
+    name = fingerprint(key(), CODE_FINGERPRINT, _context_fingerprint(), signature(args))
     path = directory / f"{name}.exported"
     try:
         exported = export.deserialize(bytearray(path.read_bytes()))
     except Exception:  # none stored, or not a whole program (a damaged file): export it again
+        exported = None
+    if exported is None:
         exported = export.export(jitted)(*args)
-        directory.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(exported.serialize())
-        temporary.replace(path)  # atomic: a reader sees a whole program or none
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(exported.serialize())
+            temporary.replace(path)  # atomic: a reader sees a whole program or none
+        except OSError as e:  # like the XLA cache: a cache that cannot be written costs time only
+            warnings.warn(f"the program could not be stored in {directory}: {e}", stacklevel=2)
     stored = jax.jit(exported.call, donate_argnums=donate_argnums, out_shardings=out_shardings)
     return stored.lower(*args).compile()
 

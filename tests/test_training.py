@@ -424,6 +424,10 @@ def test_a_fingerprint_reads_small_arrays_by_value_and_weights_by_shape():
     assert fingerprint({"a": large}) != fingerprint({"a": large.astype(np.float16)})
     assert fingerprint(SMALL) != fingerprint(dataclasses.replace(SMALL, chunk=3))
     assert fingerprint(object()) == fingerprint(object())  # other objects: by type
+    assert fingerprint(np.float32(1)) != fingerprint(np.float32(2))
+    assert fingerprint(np.sin) != fingerprint(np.cos) and fingerprint(int) != fingerprint(float)
+    shared, other = [1], [2]
+    assert fingerprint([shared, other, shared]) != fingerprint([shared, other, other])
 
 
 def test_checkpoints_restore_leaves_by_name_and_name_the_ones_that_differ(tmp_path):

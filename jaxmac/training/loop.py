@@ -93,14 +93,16 @@ class Programs:
     jitted init and chunk functions. Runs of an equal configuration (a resume, ``jaxmac eval
     --checkpoint`` after training in the same process, a notebook's second run) get the same
     ``Programs`` (``shared_programs``), so they neither rebuild the agent nor trace or compile
-    its programs again: jit's caches serve them (state of other shapes or dtypes compiles anew)."""
+    its programs again: jit's caches and ``chunks`` serve them (state of other shapes or dtypes
+    compiles anew)."""
 
     algorithm: Algorithm
     agent: Agent  # the run's agent, unbounded: the algorithm trains it bounded (``Agent.bounded``)
     members: int
     mesh: Mesh
     key: str  # the configurations' ``RunConfig.program_key``
-    chunks: dict = dataclasses.field(default_factory=dict)  # ``compiled_chunk``'s, by signature
+    # ``compiled_chunk``'s programs, by ``n`` and the arguments' signature
+    chunks: dict[tuple[int, str], Callable[..., Any]] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def state_shardings(self) -> Any:
@@ -117,18 +119,13 @@ class Programs:
         init = over_members(self.algorithm.init, self.members, (0, 0))
         return jax.jit(init, out_shardings=self.state_shardings)
 
-    @functools.cached_property
-    def update_chunk(self) -> Callable[..., Any]:
-        """``update_chunk(state, hparams, n, count)`` of every member, jitted (``n`` static). The
-        state is donated: its buffers become the new state's (a large model's parameters and
-        optimizer state are not held twice)."""
-        return jax.jit(self._update, static_argnums=2, out_shardings=self._chunk_shardings, donate_argnums=0)
-
     def compiled_chunk(self, state: Any, hparams: Any, n: int) -> Callable[[Any, Any, int], Any]:
-        """``update_chunk`` for ``n`` updates, compiled for arguments like ``state`` and
-        ``hparams``, as ``chunk(state, hparams, count)``: once per process, and in a later
-        process reloaded without tracing (``jaxmac.compilation.compile_stored``: the program is
-        stored under this configuration's key, its algorithm's fingerprint and ``n``)."""
+        """Every member's ``update_chunk`` for ``n`` updates, compiled for arguments like
+        ``state`` and ``hparams``, as ``chunk(state, hparams, count)``: once per process, and in
+        a later process reloaded without tracing (``jaxmac.compilation.compile_stored``: the
+        program is stored under ``chunk_key`` and ``n``). The state is donated: its buffers
+        become the new state's (a large model's parameters and optimizer state are not held
+        twice)."""
         state_tree, hparams_tree = jax.tree.structure(state), jax.tree.structure(hparams)
         key = (n, signature((state, hparams)))
         if key not in self.chunks:
@@ -146,7 +143,7 @@ class Programs:
             compiled = compile_stored(
                 flat,
                 (jax.tree.leaves(state), jax.tree.leaves(hparams), n),
-                fingerprint(self.chunk_key, n),
+                lambda: fingerprint(self.chunk_key, n),
                 donate_argnums=(0,),
                 out_shardings=(jax.tree.leaves(state_shardings), metric_sharding),
             )
@@ -202,7 +199,7 @@ class Run:
     programs: Programs
     keys: jax.Array  # (members, 2)
     hparams: Any  # the method's hyperparameters, stacked over members
-    compiled: Any = None  # the chunk program: compiled, or found in jit's caches, on the first chunk
+    compiled: Any = None  # the chunk program: compiled, stored or in ``Programs.chunks``, on the first chunk
     compile_seconds: float = 0.0  # spent compiling (milliseconds when an earlier run had compiled)
 
     @classmethod
