@@ -27,6 +27,8 @@ import jax
 import numpy as np
 from jax import export
 
+from jaxmac.atomic import write_bytes_atomic
+
 #: Programs that compile faster than this (seconds) are not written to the cache.
 MIN_COMPILE_SECONDS = 0.5
 
@@ -173,11 +175,8 @@ def compile_stored(
         exported = None
     if exported is None:
         exported = export.export(jitted)(*args)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            temporary.write_bytes(exported.serialize())
-            temporary.replace(path)  # atomic: a reader sees a whole program or none
+        try:  # at once: a reader sees a whole program or none
+            write_bytes_atomic(path, exported.serialize())
         except OSError as e:  # like the XLA cache: a cache that cannot be written costs time only
             warnings.warn(f"the program could not be stored in {directory}: {e}", stacklevel=2)
     stored = jax.jit(exported.call, donate_argnums=donate_argnums, out_shardings=out_shardings)

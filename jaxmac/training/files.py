@@ -7,36 +7,23 @@ import fcntl
 import json
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from jaxmac.atomic import write_bytes_atomic
+
 
 def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON to ``path`` via a temporary file and a rename: never a half-written file. The
-    file gets the permissions a plain ``open`` would give it (the umask's), not the temporary
-    file's owner-only ones."""
+    """Write JSON to ``path`` via a temporary file and a rename: never a half-written file."""
     write_text_atomic(path, json.dumps(payload, indent=1))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``path`` replaced by ``text`` at once (a temporary file beside it, then a rename); a
-    failed write (a full disk) leaves ``path`` as it was and no temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``path`` replaced by ``text`` (UTF-8) at once (``jaxmac.atomic.write_bytes_atomic``)."""
+    write_bytes_atomic(path, text.encode())
 
 
 class RunLocked(RuntimeError):

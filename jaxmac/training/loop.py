@@ -129,9 +129,10 @@ class Programs:
         state_tree, hparams_tree = jax.tree.structure(state), jax.tree.structure(hparams)
         key = (n, signature((state, hparams)))
         if key not in self.chunks:
+            update = over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
 
             def flat(state_leaves: list, hparams_leaves: list, count: Any) -> tuple[list, Any]:
-                new, metrics = self._update(
+                new, metrics = update(
                     jax.tree.unflatten(state_tree, state_leaves),
                     jax.tree.unflatten(hparams_tree, hparams_leaves),
                     n,
@@ -139,13 +140,13 @@ class Programs:
                 )
                 return jax.tree.leaves(new), metrics
 
-            state_shardings, metric_sharding = self._chunk_shardings
+            replicated = NamedSharding(self.mesh, P())  # every process reads every metric
             compiled = compile_stored(
                 flat,
                 (jax.tree.leaves(state), jax.tree.leaves(hparams), n),
                 lambda: fingerprint(self.chunk_key, n),
                 donate_argnums=(0,),
-                out_shardings=(jax.tree.leaves(state_shardings), metric_sharding),
+                out_shardings=(jax.tree.leaves(self.state_shardings), replicated),
             )
 
             def chunk(state: Any, hparams: Any, count: int) -> tuple[Any, dict[str, jax.Array]]:
@@ -165,15 +166,6 @@ class Programs:
         fields["algorithm"] = {k: v for k, v in fields["algorithm"].items() if k != "updates"}
         config = dataclasses.replace(self.algorithm.config, updates=1)
         return fingerprint(fields, dataclasses.replace(self.algorithm, config=config), str(self.mesh))
-
-    @property
-    def _update(self) -> Callable[..., Any]:
-        return over_members(self.algorithm.update_chunk, self.members, (0, 0, None, None))
-
-    @property
-    def _chunk_shardings(self) -> tuple[Any, NamedSharding]:
-        """The new state's shardings, and the metrics' (replicated: every process reads every metric)."""
-        return self.state_shardings, NamedSharding(self.mesh, P())
 
 
 @functools.lru_cache(maxsize=4)
