@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Trains Sym. MAPPO, Sym. MADDPG (about 2.5 minutes here) and a tiny LLM4MAC (the llm4mac-cpu
-# preset, 3 of its 10 updates: 50-105 s each on a slower 2-core CPU, where
-# its untrained policy explores and most BS prompts are distinct) on this machine's CPU (--resume: a rerun
+# preset, 3 of its 45 updates: 20-27 s each on a 2-core CPU, where its untrained policy
+# explores and most prompts are distinct; it does not learn in 3) on this machine's CPU (--resume: a rerun
 # continues or just re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs.
 # --resume where the run directory already holds a run (--resume on a directory without one is an error)
 resume = $(if $(wildcard $(1)/config.json),--resume,)

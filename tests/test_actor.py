@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
+from jax.flatten_util import ravel_pytree
 from t5_fixtures import TINY_HF, save_random_t5
 
 from jaxmac.agents.policy import Choices, choices_to_action, fuse
@@ -191,6 +192,16 @@ def _relative_error(a, b):
     return float(jnp.sqrt(sum(diff) / sum(norm)))
 
 
+def test_the_tiny_tokenizer_gives_every_candidate_of_a_group_the_same_length():
+    """Eq. 9 sums token log-probabilities, so a candidate two tokens longer starts about
+    2 ln(vocabulary) lower under an untrained model: the tiny word tokenizer keeps message
+    names (``schedule_request``) whole so that signalling is explored at all."""
+    agent = make_agent("llm4mac", UDTSEnv(), value_hidden=16)
+    for candidates in (agent.candidates.ue, agent.candidates.bs):
+        lengths = np.asarray(candidates.mask.sum(-1))
+        assert (lengths == lengths[0]).all(), lengths
+
+
 def test_a_drawn_tiny_model_starts_with_every_decision_spread_over_its_candidates():
     """The untrained policy explores: a drawn T5's logits start at unit scale, so no group's
     decisions start one-hot. (With transformers' N(0, 1) LM head the tiny model's BS decisions
@@ -260,6 +271,29 @@ def test_dedup_gradient_traces_the_model_once_per_shape(rollout_batch, monkeypat
 
     jax.make_jaxpr(jax.grad(loss))(params)
     assert len(traces) == 1
+
+
+def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batch):
+    """With ``detach_value`` the value loss trains the head alone; the values, the policy and
+    the policy's gradient are those of the shared critic."""
+    model, prompts, candidates = rollout_batch
+    graph, params = nnx.split(model)
+    twin = LanguageActorCritic(model.t5, value_hidden=32, detach_value=True, rngs=nnx.Rngs(1))
+    detached = nnx.split(twin)[0]
+    ids, mask = prompts.ue_ids[:8], prompts.ue_mask[:8]
+
+    def grads(graphdef, term):
+        def loss(p):
+            out = nnx.merge(graphdef, p)(ids, mask, candidates.ue)
+            return jnp.sum(out.value**2) if term == "value" else jnp.sum(out.log_probs[:, 0])
+
+        return nnx.to_pure_dict(jax.grad(loss)(params))
+
+    shared, alone = grads(graph, "value"), grads(detached, "value")
+    t5_norm = lambda g: float(jnp.linalg.norm(ravel_pytree(g["t5"])[0]))  # noqa: E731
+    assert t5_norm(shared) > 0 and t5_norm(alone) == 0
+    jax.tree.map(np.testing.assert_array_equal, shared["value_head"], alone["value_head"])
+    jax.tree.map(np.testing.assert_array_equal, grads(graph, "policy"), grads(detached, "policy"))
 
 
 @pytest.mark.parametrize("chunk", [16, 1000])

@@ -101,6 +101,7 @@ def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
         (["train", "--algo", "llm4mac", "--model", "/nonexistent/dir"], "no checkpoint directory"),
         (["train", "--resume"], "is not a jaxmac run directory"),
         (["train", "--eval-ues", "9"], "eval_ues must be UE counts in [1, max_ues=8]"),
+        (["train", "--algo", "llm4mac", "--head-scale", "0"], "head_scale must be a finite number > 0"),
     ],
 )
 def test_train_rejects_bad_input_naming_the_field(argv, message, tmp_path, capsys):
@@ -115,7 +116,8 @@ def test_a_preset_sets_defaults_and_explicit_options_win():
     from jaxmac.cli.main import parse_args
 
     args = parse_args(["train", "--out", "x", "--preset", "llm4mac-cpu", "--epochs", "1"])
-    assert (args.algo, args.model, args.vf_coef, args.epochs) == ("llm4mac", "tiny", 0.02, 1)
+    assert (args.algo, args.model, args.gamma, args.epochs) == ("llm4mac", "tiny", 0.8, 1)
+    assert (args.detach_value, args.head_scale) == (True, 0.1)
     assert parse_args(["train", "--out", "x"]).algo == "mappo"
     with pytest.raises(SystemExit):
         parse_args(["train", "--out", "x", "--preset", "nope"])

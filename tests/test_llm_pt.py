@@ -85,7 +85,7 @@ def test_recorded_demonstrations_are_distinct_pairs_split_without_overlap(agent)
     ):
         text = tokenizer.decode([t for t in prompt if t > 1])
         if text:
-            assert ("received schedule _ grant" in text and "have 0 packets" not in text) == (
+            assert ("received schedule_grant" in text and "have 0 packets" not in text) == (
                 answer == transmit
             )
 

@@ -12,6 +12,7 @@ evaluation and the PPO update (forward and backward) compute only the distinct p
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -40,6 +41,15 @@ def check_count(name: str, value: Any) -> None:
     """An agent option that counts something: an integer >= 1, or an error naming it."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_number(name: str, value: Any, positive: bool) -> None:
+    """An agent option that is a real number: finite (and > 0 if ``positive``), or an error
+    naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +114,7 @@ class LanguageAgent:
 
     def bounded(self, n_max: int) -> LanguageAgent:
         """BS prompts padded to ``n_max`` UEs' sentences (``PromptCompiler.bounded``): a 2-4 UE
-        run's are 120 tokens instead of the 172 that 8 UEs need."""
+        run's are 102 tokens instead of the 138 that 8 UEs need (tiny tokenizer)."""
         return dataclasses.replace(self, compiler=self.compiler.bounded(n_max))
 
 
@@ -119,6 +129,9 @@ class LLMAgent(LanguageAgent):
         ``tiny`` has no checkpoint and is always drawn.
       sie: structured identity embedding in the prompts (False: Abl. SIE).
       raw_logits: score candidates by summed raw logits (the authors' code) instead of Eq. 9.
+      value_hidden: the value head's width.
+      head_scale: a drawn LM head's scale (``init``); a checkpoint's head is kept as it is.
+      detach_value: the value head reads stop-gradient T5 states (``LanguageActorCritic``).
       dedup_chunk: distinct prompts per step of the deduplicated loop (forward and backward):
         larger runs bigger matrix products, smaller bounds memory (peak memory follows it).
       dtype: compute dtype of the T5 (``jaxmac.models.compute_dtype``: ``auto`` is bfloat16 on
@@ -139,6 +152,12 @@ class LLMAgent(LanguageAgent):
     )
     raw_logits: bool = setting(False, "score candidates by summed raw logits (the authors' code)")
     value_hidden: int = setting(1024, "value head width")
+    head_scale: float = setting(
+        1.0, "a drawn T5's LM head is N(0, head_scale^2 / d_model) (small: a near-uniform start)"
+    )
+    detach_value: bool = setting(
+        False, "the value head reads stop-gradient T5 states: the value loss trains the head alone"
+    )
     dedup_chunk: int = setting(32, "distinct prompts per model call (sets peak memory)")
     dtype: str = setting(
         "auto", "T5 compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32, bfloat16"
@@ -151,6 +170,7 @@ class LLMAgent(LanguageAgent):
         options = with_defaults(cls, options)
         for name in ("value_hidden", "dedup_chunk"):
             check_count(name, options[name])
+        check_number("head_scale", options["head_scale"], positive=True)
         language = LanguageModel.load(
             env,
             options["model"],
@@ -161,7 +181,12 @@ class LLMAgent(LanguageAgent):
         )
         t5 = language.t5
         actor = nnx.eval_shape(
-            lambda: LanguageActorCritic(t5, value_hidden=options["value_hidden"], rngs=nnx.Rngs(0))
+            lambda: LanguageActorCritic(
+                t5,
+                value_hidden=options["value_hidden"],
+                detach_value=options["detach_value"],
+                rngs=nnx.Rngs(0),
+            )
         )
         return cls(
             env,
@@ -175,18 +200,22 @@ class LLMAgent(LanguageAgent):
 
     def init(self, key: jax.Array) -> Params:
         """The T5's parameters (``t5_init``) and a drawn value head. A drawn T5's untied LM head
-        is scaled by d_model**-0.5, to N(0, 1/d_model): transformers' N(0, 1) draw starts the
-        logits at a standard deviation of sqrt(d_model), Eq. 9's candidate scores then differ by
-        tens and the untrained policy is one-hot (the tiny model's BS decisions had 0.001-0.013
-        nats of entropy, and PPO never saw another DCM). LLM-PT keeps transformers' draw, under
-        which its supervised BS accuracy left its plateau sooner (README, "LLM-PT on this CPU")."""
+        is scaled by head_scale * d_model**-0.5, to N(0, head_scale^2/d_model): transformers' N(0,
+        1) draw starts the logits at a standard deviation of sqrt(d_model), Eq. 9's candidate
+        scores then differ by tens and the untrained policy is one-hot (the tiny model's BS
+        decisions had 0.001-0.013 nats of entropy, and PPO never saw another DCM). A head_scale
+        of 0.1 starts the policy near uniform, as PPO implementations draw their policy layer
+        small, and makes the first PPO update gentle (README, "LLM4MAC on this CPU"). LLM-PT
+        keeps transformers' draw, under which its supervised BS accuracy left its plateau sooner
+        (README, "LLM-PT on this CPU")."""
         t5_key, head_key = jax.random.split(key)
         head = nnx.to_pure_dict(
             nnx.split(ValueHead(self.cfg.d_model, self.value_hidden, nnx.Rngs(head_key)))[1]
         )
         t5 = t5_init(self.cfg, self.t5_params, t5_key)
         if self.t5_params is None and "lm_head" in t5:
-            t5 = {**t5, "lm_head": {"kernel": t5["lm_head"]["kernel"] * self.cfg.d_model**-0.5}}
+            scale = self.head_scale * self.cfg.d_model**-0.5
+            t5 = {**t5, "lm_head": {"kernel": t5["lm_head"]["kernel"] * scale}}
         return {"t5": t5, "value_head": head}
 
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any
 
 import jax
@@ -27,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from jaxmac.agents.base import Params, with_defaults
-from jaxmac.agents.llm import LanguageAgent, LanguageModel, check_count, t5_init
+from jaxmac.agents.llm import LanguageAgent, LanguageModel, check_count, check_number, t5_init
 from jaxmac.agents.policy import AgentOutput, Choices, choices_to_action
 from jaxmac.env import Action, Observation, UDTSEnv
 from jaxmac.models.actor import Candidates, CandidateSet
@@ -194,12 +193,8 @@ class LLMPTAgent(LanguageAgent):
             or options["lora_rank"] < 0
         ):
             raise ValueError(f"lora_rank must be an integer >= 0, got {options['lora_rank']!r}")
-        for name, positive in (("answer_temperature", True), ("lora_scale", False)):
-            value = options[name]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if positive and value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check_number("answer_temperature", options["answer_temperature"], positive=True)
+        check_number("lora_scale", options["lora_scale"], positive=False)
         language = LanguageModel.load(env, **{k: options[k] for k in ("model", "pretrained", "sie", "dtype")})
         longest = max(language.candidates.ue.ids.shape[1], language.candidates.bs.ids.shape[1])
         if options["answer_len"] < longest:

@@ -5,7 +5,12 @@ candidate answer), cached under ``$JAXMAC_CACHE/tokenizers``.
 
 Deterministic (sorted vocabulary), T5's conventions (``<pad>`` = 0, ``</s>`` = 1 appended to
 every text, ``<unk>`` = 2), and saved and loaded through ``transformers.AutoTokenizer`` like a
-real checkpoint's tokenizer. Words are split on whitespace, then punctuation.
+real checkpoint's tokenizer. Words are split on whitespace, then at every character that is
+neither a letter, a digit nor ``_``: a message name such as ``schedule_request`` is one
+word, so every candidate answer of a group has the same number of tokens. (Split at ``_`` too,
+the SR and SG candidates were two tokens longer than the others; Eq. 9 sums token
+log-probabilities, so an untrained model scored them about 2 ln(vocabulary) lower and never
+chose them: no signalling was ever explored.)
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 
 from jaxmac.compilation import cache_root
 from jaxmac.env import UDTSEnv
@@ -26,9 +31,13 @@ if TYPE_CHECKING:  # imported where used: a run without a language model never l
 
 SPECIALS = ("<pad>", "</s>", "<unk>")
 
+#: Within a whitespace-separated word, each character this matches is a token of its own.
+SEPARATOR = r"[^\w]"
+
 
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    separate = pre_tokenizers.Split(Regex(SEPARATOR), behavior="isolated")
+    return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), separate])
 
 
 def build_word_tokenizer(texts: Iterable[str], directory: Path) -> transformers.PreTrainedTokenizerBase:
@@ -54,5 +63,5 @@ def prompt_tokenizer(env: UDTSEnv) -> transformers.PreTrainedTokenizerBase:
     under ``$JAXMAC_CACHE`` (default ~/.cache/jaxmac) and loaded with ``AutoTokenizer``."""
     variants = ((True, "prompt"), (True, "decoder"), (False, "prompt"))
     texts = sorted({text for sie, target in variants for text in PromptTemplate(env, sie, target).texts()})
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([SEPARATOR, *texts]).encode()).hexdigest()[:16]
     return build_word_tokenizer(texts, cache_root() / "tokenizers" / digest)

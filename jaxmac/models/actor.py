@@ -131,11 +131,17 @@ class ValueHead(nnx.Module):
 
 
 class LanguageActorCritic(nnx.Module):
-    """A T5 that scores candidate answers plus a value head; see the module docstring."""
+    """A T5 that scores candidate answers plus a value head; see the module docstring.
+    ``detach_value``: the head reads the decoder state through ``stop_gradient``, so the value
+    loss trains the head alone and the T5 follows the policy's gradient only (MAPPO's separate
+    critic, in effect); False is the paper's shared critic."""
 
-    def __init__(self, t5: T5, *, value_hidden: int = 1024, rngs: nnx.Rngs) -> None:
+    def __init__(
+        self, t5: T5, *, value_hidden: int = 1024, detach_value: bool = False, rngs: nnx.Rngs
+    ) -> None:
         self.t5 = t5
         self.value_head = ValueHead(t5.cfg.d_model, value_hidden, rngs)
+        self.detach_value = detach_value
 
     def __call__(
         self,
@@ -162,6 +168,8 @@ class LanguageActorCritic(nnx.Module):
         # the state before the answer's first token (the same for every candidate of a target)
         before = hidden.reshape(p, t, c, length, -1)[:, :, 0]  # (P, T, Lt, d)
         state = jnp.take_along_axis(before, answers.value_at[None, :, None, None], axis=2)[:, :, 0]
+        if self.detach_value:
+            state = jax.lax.stop_gradient(state)
         out = ActorOutput(log_probs=log_probs, entropy=entropy, value=self.value_head(state))
         return out if targeted else jax.tree.map(lambda x: x[:, 0], out)
 
