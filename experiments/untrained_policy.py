@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-sie", action="store_true", help="the Abl. SIE prompts (bare numbers)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for name in ("episodes", "ttis"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
 
     env = UDTSEnv()
     params = env.default_params.replace(n_min=2, n_max=5)

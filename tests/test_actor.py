@@ -274,8 +274,8 @@ def test_dedup_gradient_traces_the_model_once_per_shape(rollout_batch, monkeypat
 
 
 def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batch):
-    """With ``detach_value`` the value loss trains the head alone; the values, the policy and
-    the policy's gradient are those of the shared critic."""
+    """With ``detach_value`` the value loss trains the head alone: its gradient reaches no T5
+    weight, the head's own gradient and the policy's gradient are those of the shared critic."""
     model, prompts, candidates = rollout_batch
     graph, params = nnx.split(model)
     twin = LanguageActorCritic(model.t5, value_hidden=32, detach_value=True, rngs=nnx.Rngs(1))

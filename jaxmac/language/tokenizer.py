@@ -9,8 +9,8 @@ real checkpoint's tokenizer. Words are split on whitespace, then at every charac
 neither a letter, a digit nor ``_``: a message name such as ``schedule_request`` is one
 word, so every candidate answer of a group has the same number of tokens. (Split at ``_`` too,
 the SR and SG candidates were two tokens longer than the others; Eq. 9 sums token
-log-probabilities, so an untrained model scored them about 2 ln(vocabulary) lower and never
-chose them: no signalling was ever explored.)
+log-probabilities, so an untrained model scored them about 2 ln(vocabulary) lower and gave
+them a probability of 0.001 or less: signalling was hardly explored.)
 """
 
 from __future__ import annotations
