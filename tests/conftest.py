@@ -36,6 +36,14 @@ def optimized():
     jax.config.update("jax_disable_most_optimizations", previous)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (15 s or more on a 2-core CPU) run first, in their files' order:
+    each worker starts on long tests and the quick ones are left to steal at the end, so no
+    worker ends alone on a long test while the other waits. ``pytest -m "not slow"`` runs the
+    rest alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """The controller (or a run without workers) removes the session's compilation cache."""
     if not hasattr(session.config, "workerinput"):

@@ -131,6 +131,7 @@ class _FakeTokenizer:
         return {"input_ids": self.table[text] + ([1] if add_special_tokens else [])}
 
 
+@pytest.mark.slow
 def test_one_bs_prompt_per_tti_decides_for_every_ue_by_its_rank():
     """``bs_target="decoder"``: the BS prompts of a TTI are one text (one distinct prompt per
     episode), and the decision about a UE slot is that prompt's target named by the slot's rank
@@ -219,6 +220,7 @@ def test_a_drawn_tiny_model_starts_with_every_decision_spread_over_its_candidate
             assert mean > 0.2, (seed, mean)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("duplicates", [True, False])
 def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
     """The chunked, deduplicated forward and backward equal the plain ones (float32 relative
@@ -273,6 +275,7 @@ def test_dedup_gradient_traces_the_model_once_per_shape(rollout_batch, monkeypat
     assert len(traces) == 1
 
 
+@pytest.mark.slow
 def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batch):
     """With ``detach_value`` the value loss trains the head alone: its gradient reaches no T5
     weight, the head's own gradient and the policy's gradient are those of the shared critic."""

@@ -16,6 +16,7 @@ COMMON = [
 SMALL = ["--algo", "mappo", "--hidden", "16", "--epochs", "1", "--minibatches", "2", *COMMON]
 
 
+@pytest.mark.slow
 def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_path, capsys):
     run = tmp_path / "runs" / "m"
     assert main(["train", *SMALL, "--updates", "2", "--out", str(run)]) == 0
@@ -58,6 +59,7 @@ def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_pat
 MADDPG_SMALL = ["--algo", "maddpg", "--hidden", "16", "--batch-size", "32", "--replay-size", "1024", *COMMON]
 
 
+@pytest.mark.slow
 def test_maddpg_sweeps_resumes_and_evaluates_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "d"
     argv = ["sweep", *MADDPG_SMALL, "--updates", "1", "--sweep", "tau=0.01,0.1", "--out", str(run)]
@@ -78,6 +80,7 @@ def test_maddpg_sweeps_resumes_and_evaluates_from_the_command_line(tmp_path, cap
         main(["train", *MADDPG_SMALL, "--epochs", "2", "--out", str(tmp_path / "x")])
 
 
+@pytest.mark.slow
 def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
     run = tmp_path / "sweep"
     argv = ["sweep", *SMALL, "--updates", "2", "--seeds", "0-1", "--sweep", "lr=1e-3,3e-4", "--out", str(run)]
@@ -218,6 +221,7 @@ def _event_scalars(directory):
     return out
 
 
+@pytest.mark.slow
 def test_a_sweep_from_a_config_file_writes_tensorboard_events_of_its_metric_rows(tmp_path, capsys):
     pytest.importorskip("tensorboardX")
     config, run = tmp_path / "sweep.yaml", tmp_path / "s"

@@ -64,6 +64,7 @@ def _params(directory):
         return jax.device_get(run.algorithm.policy_params(run.restore(checkpoints)))
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_resume_as_one_process_with_two_devices(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     _finished([_jaxmac(["train", *TRAIN, "--updates", "4", "--out", str(one)], 2)])

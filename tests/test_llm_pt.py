@@ -113,6 +113,7 @@ def test_greedy_answers_of_the_distinct_prompts_equal_generation_on_every_prompt
     assert np.all(np.asarray(action.ue)[invalid] == 0) and np.all(np.asarray(action.ucm)[invalid] == 0)
 
 
+@pytest.mark.slow
 def test_constrained_decoding_answers_validly_and_the_evaluation_reports_it(agent):
     free = make_agent("llm-pt", ENV)
     constrained = make_agent("llm-pt", ENV, constrained=True)
@@ -133,6 +134,7 @@ def test_constrained_decoding_answers_validly_and_the_evaluation_reports_it(agen
     assert run_episodes._cache_size() == compiled
 
 
+@pytest.mark.slow
 def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "pt"
     small = ["--algo", "llm-pt", "--max-ues", "4", "--ues", "2-3", "--episodes", "8", "--examples", "256"]
@@ -168,6 +170,7 @@ def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, cap
         main(["train", *small, "--lora-rank", "2", "--lora-scale", "nan", "--out", str(tmp_path / "bad")])
 
 
+@pytest.mark.slow
 def test_lora_starts_as_the_base_model_and_fine_tuning_moves_only_its_matrices(agent):
     lora = make_agent("llm-pt", ENV, lora_rank=2, lora_scale=0.5)
     params = lora.init(jax.random.PRNGKey(4))

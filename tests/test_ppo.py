@@ -144,6 +144,7 @@ def test_a_rollout_of_whole_episodes_ends_every_episode():
             assert bool(jnp.all(transitions.done[-1])) and not bool(jnp.any(last_value))
 
 
+@pytest.mark.slow
 def test_llm_ppo_step_on_100k_prompts_fits_in_4gb_and_compiles_once():
     """A minibatch of 12,500 transitions (100,000 prompts per agent group) of the tiny model:
     the deduplicated step's compiled buffers stay far below 4 GB, and new data does not retrace."""

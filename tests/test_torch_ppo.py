@@ -22,6 +22,9 @@ from jaxmac.protocols import make_protocol
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 from torch_ppo import TorchBatch, TorchPPO, build_torch, load_into_torch, value_head  # noqa: E402
 
+#: its module fixture builds and runs both models for about 20 s: the whole module counts as slow
+pytestmark = pytest.mark.slow
+
 ENV = UDTSEnv(max_ues=3, episode_len=4)
 ENV_PARAMS = ENV.default_params.replace(n_min=1, n_max=3)
 EPISODES, TTIS = 4, 2  # 8 transitions

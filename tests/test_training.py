@@ -60,6 +60,7 @@ def _stack(trees):
     return jax.tree.map(lambda *x: jnp.stack(x), *trees)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", SMALL_RUNS)
 def test_resume_reaches_the_state_of_an_uninterrupted_run(algo, tmp_path):
     config = SMALL_RUNS[algo]
@@ -199,6 +200,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert [json.loads(r)["update"] for r in rows] == [1, 2]
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
     """Every algorithm, one process with 4 host devices: the same updates on 1 and on 4."""
     script = textwrap.dedent(
@@ -245,6 +247,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", SMALL_RUNS)
 def test_one_compile_serves_every_hyperparameter_value_and_vmapped_it_is_a_sweep(algo):
     """The chunk program compiles once for any traced hyperparameter values and any update count
@@ -306,6 +309,7 @@ LEARNING_RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", LEARNING_RUNS)
 def test_learner_clearly_beats_random_within_a_fixed_budget(algo, tmp_path, request):
     """Evaluated by sampling its decisions, against ``random`` on the same episodes."""
@@ -332,6 +336,7 @@ LLM = dataclasses.replace(
 )
 
 
+@pytest.mark.slow
 def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
     """The language learner end to end (one run: its compile dominates the suite's time);
     the plain and Abl. SIE variants run the same code (see README / make demo)."""
@@ -485,6 +490,7 @@ def test_a_checkpoint_that_cannot_be_written_names_the_step_and_the_intact_one(t
     checkpoints.close()
 
 
+@pytest.mark.slow
 def test_parameters_split_over_a_model_axis_give_the_unsplit_loss_and_gradient(tmp_path):
     """On 4 host devices: the T5's weights split over a model axis of 4 (tensor parallel, the
     layout of ``jaxmac.models.sharding``) give the loss and gradient of replicated weights;
