@@ -189,7 +189,7 @@ def test_a_config_file_sets_options_that_typed_ones_override_and_bad_keys_are_na
     args = parse_args(["train", "--config", str(config), "--lr", "1e-2", "--stop-if", "loss>9"])
     # typed options win over the file, the file over its preset, the preset over the defaults
     assert (args.lr, args.train_steps, args.ues, args.greedy) == (1e-2, 5, [2, 3], False)
-    assert (args.stop_if, str(args.out), args.updates, args.algo) == (["loss>9"], "runs/x", 80, "llm-pt")
+    assert (args.stop_if, str(args.out), args.updates, args.algo) == (["loss>9"], "runs/x", 200, "llm-pt")
     assert {"lr", "train_steps", "ues", "greedy", "stop_if"} <= args.given  # asked for, on a resume
     for text, message in [
         ("lrr: 1", "key 'lrr'; allowed: algo, "),
