@@ -3,6 +3,7 @@ over the distinct prompts, and the method from the command line."""
 
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +18,7 @@ from jaxmac.evaluation import evaluate
 from jaxmac.evaluation.runner import run_episodes
 from jaxmac.models.actor import CandidateSet
 from jaxmac.models.generate import generate
-from jaxmac.training import make_agent
+from jaxmac.training import Checkpoints, Run, RunConfig, make_agent
 
 ENV = UDTSEnv(max_ues=4)
 
@@ -164,6 +165,28 @@ def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, cap
     (row,) = json.loads((tmp_path / "e.json").read_text())
     assert 0.0 <= row["valid_answers_pct"] <= 100.0
     assert "valid_answers_pct" in capsys.readouterr().out
+    # its T5 exported, then loaded by LLM4MAC as a checkpoint: PPO starts from the trained model
+    assert main(["export", "--checkpoint", str(out), "--out", str(tmp_path / "t5")]) == 0
+    run = Run.build(RunConfig.load(out), out)
+    with Checkpoints(out / "checkpoints", create=False) as checkpoints:
+        trained = run.member_params(run.restore(checkpoints), 0)["t5"]
+    started = make_agent("llm4mac", run.agent.env, model=str(tmp_path / "t5")).init(jax.random.PRNGKey(0))
+    chex.assert_trees_all_equal(started["t5"], trained)
+    for argv, message in (
+        (["--checkpoint", str(out), "--out", str(tmp_path / "t5")], "exists: an export writes a new"),
+        (
+            ["--checkpoint", str(out), "--member", "1", "--out", str(tmp_path / "m")],
+            r"--member must be in \[0, 1\)",
+        ),
+        (["--checkpoint", str(tmp_path), "--out", str(tmp_path / "m")], "is not a jaxmac run directory"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            main(["export", *argv])
+    mappo = tmp_path / "mappo"
+    mappo.mkdir()
+    (mappo / "config.json").write_text(json.dumps(RunConfig(algo="mappo").to_json()))
+    with pytest.raises(SystemExit, match="is a mappo run: only a language run"):
+        main(["export", "--checkpoint", str(mappo), "--out", str(tmp_path / "m")])
     with pytest.raises(SystemExit, match="answer_len must be >= "):
         main(["train", *small, "--answer-len", "2", "--out", str(tmp_path / "bad")])
     with pytest.raises(SystemExit, match="lora_scale must be a finite number, got nan"):

@@ -11,8 +11,12 @@ import torch
 from flax import nnx
 from t5_fixtures import TINY_HF, save_random_t5
 
+from jaxmac.env import UDTSEnv
+from jaxmac.language import prompt_tokenizer
 from jaxmac.models.config import CONFIGS
-from jaxmac.models.loading import load_pretrained_t5, resolve_checkpoint
+from jaxmac.models.export import save_t5
+from jaxmac.models.loading import load_pretrained_t5, read_tensors, resolve_checkpoint
+from jaxmac.models.lora import add_lora, merge_lora
 from jaxmac.models.t5 import T5, draw_params
 
 RTOL = 1e-4
@@ -103,6 +107,54 @@ def test_tied_rescaled_head_and_pytorch_bin(tmp_path, file_format):
         ).logits.numpy()
     logits = compiled(lambda m, *inputs: m(*inputs), model, ids, mask, dec)
     assert rel_err(logits, t_logits) < RTOL
+
+
+def test_an_exported_model_loads_back_and_into_pytorch_with_the_same_logits(pair, tmp_path):
+    """``save_t5`` writes what was read: every tensor, the configuration, a tokenizer that
+    tokenizes as the original, and transformers' PyTorch T5 reads it to the same logits."""
+    reference, model, path = pair
+    tokenizer = prompt_tokenizer(UDTSEnv())
+    out = save_t5(nnx.to_pure_dict(nnx.split(model)[1]), model.cfg, tokenizer, tmp_path / "export")
+    written, read = read_tensors(out), read_tensors(path)
+    assert set(written) == set(read) - {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
+    assert all(np.array_equal(written[name], read[name]) for name in written)
+    assert load_pretrained_t5(out).cfg == model.cfg
+    import transformers
+
+    text = "transmit schedule_request"
+    assert transformers.AutoTokenizer.from_pretrained(out)(text).input_ids == tokenizer(text).input_ids
+    exported = transformers.T5ForConditionalGeneration.from_pretrained(out).eval()
+    ids, mask = padded_batch(np.random.default_rng(3), TINY_HF.vocab_size, [7, 3], 7)
+    dec = torch.tensor([[0, 4, 9], [0, 2, 1]])
+    with torch.no_grad():
+        logits = [
+            m(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), decoder_input_ids=dec).logits
+            for m in (exported, reference)
+        ]
+    np.testing.assert_array_equal(*logits)
+    with pytest.raises(FileExistsError, match="exists: an export writes a new directory"):
+        save_t5(nnx.to_pure_dict(nnx.split(model)[1]), model.cfg, tokenizer, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging directory left
+
+
+def test_merged_lora_computes_what_the_adapted_model_does(pair):
+    """``merge_lora`` folds each adapted projection into one kernel: the plain T5 it gives
+    computes the LoRA model's logits (its B matrices drawn non-zero, as after fine-tuning)."""
+    _, model, _ = pair
+    adapted = add_lora(nnx.clone(model), rank=2, scale=0.5, rngs=nnx.Rngs(1))
+    params = nnx.to_pure_dict(nnx.split(adapted)[1])
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x + 0.3 if "lora_b" in jax.tree_util.keystr(path) else x, params
+    )
+    nnx.update(adapted, params)
+    plain = nnx.merge(nnx.graphdef(model), merge_lora(params, 0.5))
+    ids, mask = padded_batch(np.random.default_rng(4), TINY_HF.vocab_size, [6, 2], 6)
+    dec = np.array([[0, 5, 7], [0, 3, 1]])
+    lora_logits, plain_logits = (
+        compiled(lambda m, *inputs: m(*inputs), m, ids, mask, dec) for m in (adapted, plain)
+    )
+    assert rel_err(plain_logits, lora_logits) < RTOL
+    assert rel_err(compiled(lambda m, *inputs: m(*inputs), model, ids, mask, dec), lora_logits) > 1e-2
 
 
 def test_missing_and_misshapen_tensors_are_named(pair, tmp_path):

@@ -5,7 +5,7 @@ learning trains with its messages forced to ``null``)."""
 from __future__ import annotations
 
 from jaxmac.agents.base import Agent, LearnedPolicy, NoComm, Params
-from jaxmac.agents.llm import LLMAgent
+from jaxmac.agents.llm import LanguageAgent, LLMAgent
 from jaxmac.agents.llm_pt import AnswerPolicy, Answers, LLMPTAgent, parse_answers
 from jaxmac.agents.maddpg import MADDPGAgent
 from jaxmac.agents.mappo import MAPPOAgent
@@ -29,6 +29,7 @@ __all__ = [
     "Choices",
     "JointPolicy",
     "LLMAgent",
+    "LanguageAgent",
     "LLMPTAgent",
     "LearnedPolicy",
     "MADDPGAgent",

@@ -112,6 +112,11 @@ class LanguageAgent:
     graphdef: nnx.GraphDef = dataclasses.field(kw_only=True, repr=False)
     t5_params: Params | None = dataclasses.field(kw_only=True, repr=False)
 
+    def t5_weights(self, params: Params) -> Params:
+        """The T5's parameters in ``params`` (an ``init``'s or a trained state's), as a plain
+        T5 holds them: what ``jaxmac.models.save_t5`` writes."""
+        return params["t5"]
+
     def bounded(self, n_max: int) -> LanguageAgent:
         """BS prompts padded to ``n_max`` UEs' sentences (``PromptCompiler.bounded``): a 2-4 UE
         run's are 102 tokens instead of the 138 that 8 UEs need (tiny tokenizer)."""

@@ -32,7 +32,7 @@ from jaxmac.env import Action, Observation, UDTSEnv
 from jaxmac.models.actor import Candidates, CandidateSet
 from jaxmac.models.dedup import deduplicated, distinct_keys
 from jaxmac.models.generate import generate
-from jaxmac.models.lora import add_lora, is_lora
+from jaxmac.models.lora import add_lora, is_lora, merge_lora
 from jaxmac.models.t5 import T5
 from jaxmac.settings import setting
 
@@ -226,6 +226,11 @@ class LLMPTAgent(LanguageAgent):
             )
             t5 = nnx.to_pure_dict(nnx.split(model)[1])
         return {"t5": t5}
+
+    def t5_weights(self, params: Params) -> Params:
+        """With LoRA, every adapted projection folded into one kernel (``merge_lora``)."""
+        t5 = params["t5"]
+        return merge_lora(t5, self.lora_scale) if self.lora_rank else t5
 
     def trainable(self, path: tuple[str, ...]) -> bool:
         """Whether fine-tuning updates the parameter at ``path``: with LoRA its matrices alone."""

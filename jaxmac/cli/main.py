@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jaxmac.cli.config_file import config_words, typed_dests
+from jaxmac.cli.export import add_export_parser
 from jaxmac.cli.options import (
     SHAPE_OPTIONS,
     add_cluster_options,
@@ -192,6 +193,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     pr = add_prompt_parser(sub)
     add_env_options(pr)
     pr.set_defaults(func=cmd_prompt)
+    add_export_parser(sub)
     return parser, commands
 
 

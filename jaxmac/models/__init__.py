@@ -10,6 +10,7 @@ from jaxmac.models.actor import (
     act_distinct,
 )
 from jaxmac.models.config import CONFIGS, DTYPES, T5Config, compute_dtype
+from jaxmac.models.export import save_t5, t5_tensors
 from jaxmac.models.loading import load_pretrained_t5, load_t5, resolve_checkpoint, tiny_config
 from jaxmac.models.t5 import T5
 
@@ -29,5 +30,7 @@ __all__ = [
     "load_pretrained_t5",
     "load_t5",
     "resolve_checkpoint",
+    "save_t5",
+    "t5_tensors",
     "tiny_config",
 ]

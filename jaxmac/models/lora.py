@@ -10,6 +10,7 @@ authors fine-tuned their LLM-PT.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 from flax import nnx
@@ -50,3 +51,14 @@ def add_lora(t5: T5, rank: int, scale: float, rngs: nnx.Rngs) -> T5:
 def is_lora(path: Sequence[str]) -> bool:
     """Whether the parameter at ``path`` (its names in the parameter tree) is a LoRA matrix."""
     return "lora" in path
+
+
+def merge_lora(params: Any, scale: float) -> Any:
+    """A LoRA-adapted T5's parameters (a pure dict) with every adapted projection folded into
+    one kernel, ``W + scale * A B``: the plain T5's parameters, computing the same function."""
+    if not isinstance(params, dict):
+        return params
+    if set(params) == {"base", "lora"}:
+        base, lora = params["base"], params["lora"]
+        return {**base, "kernel": base["kernel"] + scale * lora["lora_a"] @ lora["lora_b"]}
+    return {name: merge_lora(value, scale) for name, value in params.items()}

@@ -86,6 +86,12 @@ def over_members(fn: Callable[..., Any], members: int, in_axes: tuple) -> Callab
     return single
 
 
+@jax.jit
+def _member(stacked: Any, i: jax.Array) -> Any:
+    """Row ``i`` of every leaf, in one program (eagerly, each leaf's shape compiled its own)."""
+    return jax.tree.map(lambda x: x[i], stacked)
+
+
 @dataclasses.dataclass(eq=False)
 class Programs:
     """What every run of one configuration on one mesh shares within a process: the algorithm
@@ -250,7 +256,7 @@ class Run:
 
     def member_params(self, state: Any, i: int) -> Any:
         """Member ``i``'s policy parameters (taken from the stack, not the whole state sliced)."""
-        return jax.tree.map(lambda x: x[i], self.algorithm.policy_params(state))
+        return _member(self.algorithm.policy_params(state), i)
 
     def restore(self, checkpoints: Checkpoints) -> Any:
         """The newest checkpoint (the structure comes from an abstract init: nothing is computed)."""
