@@ -37,15 +37,16 @@ from jaxmac.training import (
 )
 
 #: Named training settings (option dest -> value); see ``--preset``. ``llm4mac-cpu``: the tiny
-#: LLM4MAC settings of the README's "LLM4MAC on this CPU" (2026-12-01): 45 updates of 32
-#: episodes, the ones that fit in 20 minutes here. It does not reach the paper's results: with
-#: the paper's SIE prompts the tiny random T5 did not learn in that budget; with the Abl. SIE
-#: prompts the same settings did (sampled). Departures from docs/SPEC.md §3, each explained in
-#: the README: ``gamma`` 0.8 (a delivery is rewarded in the TTI of its transmission), the value
-#: head on stop-gradient states (``detach_value``: the value loss does not steer the shared T5),
-#: a drawn LM head at 0.1 of its scale (a near-uniform start and a gentle first update) and a
-#: value head 256 wide instead of GLAM's 1024 (at 1024 its multiply-adds per prompt are about a
-#: fifth of the tiny encoder's over an 83-token prompt).
+#: LLM4MAC settings of the README's "LLM4MAC on this CPU" (2026-12-01): 45 updates of 32 episodes,
+#: the ones that fit in 20 minutes here. It does not reach the paper's results: with the paper's SIE
+#: prompts the tiny random T5 did not learn in that budget; with the Abl. SIE prompts the same
+#: settings did (sampled); with ``--model`` an exported LLM-PT run and ``--lr`` 1e-4
+#: (``experiments/llm4mac_from_llm_pt.py``) 30 updates beat the Baseline at 1-5 UEs. Departures from
+#: docs/SPEC.md §3, each explained in the README: ``gamma`` 0.8 (a delivery is rewarded in the TTI
+#: of its transmission), the value head on stop-gradient states (``detach_value``: the value loss
+#: does not steer the shared T5), a drawn LM head at 0.1 of its scale (a near-uniform start and a
+#: gentle first update) and a value head 256 wide instead of GLAM's 1024 (at 1024 its multiply-adds
+#: per prompt are about a fifth of the tiny encoder's over an 83-token prompt).
 #: ``llm-pt-cpu``: LLM-PT's supervised fine-tuning of the tiny T5 to the Baseline's level: 200
 #: updates, 98.5-100% of ``contention_free`` at 2-5 UEs in about 30 minutes on a 2-core CPU (README,
 #: "LLM-PT on this CPU"; its first 80 updates, the earlier length, stop on the BS's plateau).

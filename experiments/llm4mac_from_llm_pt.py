@@ -1,0 +1,104 @@
+"""LLM4MAC's PPO starting from a T5 that already reads its prompts: an LLM-PT run's.
+
+The paper's LLM4MAC fine-tunes a pretrained Flan-T5; the tiny model here is drawn at random and,
+trained by PPO alone, does not learn to read its SIE prompts in a CPU budget (README, "LLM4MAC
+on this CPU"). This runs the stand-in for the pretraining, then the paper's method, each stage a
+``jaxmac`` command (printed before it runs):
+
+1. ``jaxmac train --preset llm-pt-cpu --ues 1-5``: supervised fine-tuning on the Baseline's
+   decisions;
+2. ``jaxmac export``: its T5 as a checkpoint directory;
+3. ``jaxmac train --preset llm4mac-cpu --model <that directory> --lr 1e-4``: PPO on the team
+   reward (a pretrained model is fine-tuned at a tenth of the preset's learning rate);
+4. ``jaxmac eval``: the PPO run greedy beside ``random``, ``contention_free`` and ``oracle`` on
+   the same episodes, at every UE count.
+
+Each stage's run directory is kept under ``--out``; a rerun continues an interrupted stage and
+skips finished ones (delete ``--out/eval.json`` to evaluate again). Prints each stage's
+wall-clock and writes ``--out/stages.json``.
+
+    python experiments/llm4mac_from_llm_pt.py --out runs/llm4mac-from-pt
+    python experiments/plot_learning.py runs/llm4mac-from-pt/llm4mac --out learning.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _updates_done(run: Path) -> int:
+    rows = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").is_file() else []
+    return json.loads(rows[-1])["update"] if rows else 0
+
+
+def _train(run: Path, updates: int, options: list[str]) -> list[str] | None:
+    """The ``jaxmac train`` command of a stage, resuming it; None once it has ``updates``."""
+    if (run / "config.json").is_file():
+        if _updates_done(run) >= updates and (run / "eval.json").is_file():
+            return None
+        return ["train", "--resume", "--updates", str(updates), "--out", str(run)]
+    return ["train", *options, "--updates", str(updates), "--out", str(run)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, required=True, help="directory of the stages' runs")
+    parser.add_argument("--pt-updates", type=int, default=200, help="LLM-PT updates (its preset's 200)")
+    parser.add_argument(
+        "--pt-ues",
+        default="1-5",
+        help="UE counts of LLM-PT's demonstrations (its preset's 2-5 never shows the BS a prompt about "
+        "one UE, and it then never grants at 1 UE)",
+    )
+    parser.add_argument("--ppo-updates", type=int, default=30, help="LLM4MAC PPO updates (on 2-5 UEs)")
+    parser.add_argument("--ppo-lr", type=float, default=1e-4, help="PPO learning rate")
+    parser.add_argument("--eval-episodes", type=int, default=64, help="episodes per UE count")
+    args = parser.parse_args(argv)
+    for name in ("pt_updates", "ppo_updates", "eval_episodes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be an integer >= 1, got {getattr(args, name)}")
+    pt, t5, ppo = args.out / "llm-pt", args.out / "llm-pt-t5", args.out / "llm4mac"
+    ppo_options = ["--preset", "llm4mac-cpu", "--model", str(t5), "--lr", str(args.ppo_lr)]
+    stages = {
+        "llm-pt": _train(
+            pt,
+            args.pt_updates,
+            ["--preset", "llm-pt-cpu", *("--ues", args.pt_ues, "--eval-ues", args.pt_ues)],
+        ),
+        "export": None if t5.is_dir() else ["export", "--checkpoint", str(pt), "--out", str(t5)],
+        "llm4mac": _train(ppo, args.ppo_updates, [*ppo_options, "--eval-ues", "1-8", "--eval-episodes", "8"]),
+        "eval": None
+        if (args.out / "eval.json").is_file()
+        else [
+            *("eval", "--checkpoint", str(ppo), "--greedy", "--policy", "random,contention_free,oracle"),
+            *("--ues", "1-8", "--episodes", str(args.eval_episodes), "--out", str(args.out / "eval.json")),
+        ],
+    }
+    record = args.out / "stages.json"
+    seconds = json.loads(record.read_text()) if record.is_file() else {}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, command in stages.items():
+        if command is None:
+            print(f"{name}: done before ({seconds.get(name, float('nan')):.0f} s)")
+            continue
+        print("$ jaxmac " + shlex.join(command), flush=True)
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "jaxmac.cli.main", *command])
+        if done.returncode != 0:
+            raise SystemExit(f"error: stage {name} failed (exit {done.returncode}); rerun to continue it")
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+        record.write_text(json.dumps(seconds, indent=1) + "\n")
+    print("\n".join(f"{name:>8}: {s / 60:5.1f} min" for name, s in seconds.items()))
+    print(f"{'total':>8}: {sum(seconds.values()) / 60:5.1f} min")
+
+
+if __name__ == "__main__":
+    main()
