@@ -73,6 +73,9 @@ check fail "eval --episodes 0" eval --policy random --ues 1 --episodes 0
 check fail "eval ckpt with --max-ues 4" eval --checkpoint $T/D --max-ues 4 --ues 1 --episodes 2
 check ok   "eval ckpt with --p-arrival 0.9" eval --checkpoint $T/D --p-arrival 0.9 --ues 1 --episodes 2 --out $T/e.json
 check fail "eval ckpt damaged" eval --checkpoint $T/badjson --ues 1 --episodes 2
+check fail "export a mappo run" export --checkpoint $T/D --out $T/t5
+check fail "export into an existing directory" export --checkpoint $T/D --out $T/adir
+check fail "export a missing run" export --checkpoint $T/nope --out $T/t5
 mkdir -p $T/small
 if mount -t tmpfs -o size=2m tmpfs $T/small 2>/dev/null; then  # a full disk (needs root)
   check fail "checkpoint on a full disk" train $SMALL --hidden 256 --updates 3 --out $T/small/r
