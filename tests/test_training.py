@@ -349,6 +349,8 @@ def test_llm4mac_no_comm_trains_evaluates_and_sends_only_null(tmp_path):
         config.program_key(), run.mesh
     )  # the trained run's: nothing rebuilt
     policy = LearnedPolicy(run.agent, run.member_params(result.state, 0))
+    with pytest.raises(ValueError, match=r"member must be an integer in \[0, 1\) for this run, got 1"):
+        run.member_params(result.state, 1)  # the compiled take would clamp it to member 0
     obs, state = jax.vmap(run.agent.env.reset, in_axes=(0, None))(
         jax.random.split(jax.random.PRNGKey(0), 4), config.base_hparams().env
     )

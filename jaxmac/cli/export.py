@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jaxmac.agents import LanguageAgent, NoComm
 from jaxmac.models import save_t5
-from jaxmac.training import Checkpoints, DamagedCheckpoint, Run, RunConfig
+from jaxmac.training import DamagedCheckpoint, Run, RunConfig
 
 
 def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        if args.out.exists():
+        if args.out.exists():  # before any work (``save_t5`` refuses it too, after the loading)
             raise ValueError(f"--out {args.out} exists: an export writes a new directory")
         run = Run.build(RunConfig.load(args.checkpoint), args.checkpoint)
         agent = run.agent.inner if isinstance(run.agent, NoComm) else run.agent
@@ -38,12 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         members = len(run.config.members())
         if not 0 <= args.member < members:
             raise ValueError(f"--member must be in [0, {members}) for this run, got {args.member}")
-        kept = args.checkpoint / ("best" if args.best else "checkpoints")
-        if not kept.is_dir():
-            raise FileNotFoundError(f"{args.checkpoint} has no {kept.name} checkpoint")
-        with Checkpoints(kept, create=False) as checkpoints:  # reads only
-            state = run.restore(checkpoints)
-        params = agent.t5_weights(run.member_params(state, args.member))
+        params = agent.t5_weights(run.member_params(run.restore_kept(args.best), args.member))
         save_t5(params, agent.cfg, agent.compiler.tokenizer, args.out)
     except (ValueError, FileNotFoundError, FileExistsError, DamagedCheckpoint) as e:
         raise SystemExit(f"error: {e}") from None

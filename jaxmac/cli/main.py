@@ -27,7 +27,7 @@ from jaxmac.compilation import enable_compilation_cache
 from jaxmac.distributed import initialize, is_main
 from jaxmac.evaluation import EvaluationTable, evaluate
 from jaxmac.protocols import PROTOCOLS, make_protocol
-from jaxmac.training import METHODS, Checkpoints, DamagedCheckpoint, Run, RunConfig, write_json_atomic
+from jaxmac.training import METHODS, DamagedCheckpoint, Run, RunConfig, write_json_atomic
 
 #: Default episodes per UE count of a scripted protocol (a trained run: its method's
 #: ``eval_episodes``, fewer for a language model, whose distinct prompts each cost a T5 pass).
@@ -62,14 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for directory in args.checkpoint:
             run = Run.build(RunConfig.load(directory), directory, args.model_shards)
             _check_shape_options(args, run)
-            kept = directory / ("best" if args.best else "checkpoints")
-            if args.best and not kept.is_dir():
-                raise FileNotFoundError(
-                    f"{directory} has no best checkpoint yet (kept in {kept} when the run evaluates: "
-                    "at its end, or every --eval-every chunks)"
-                )
-            with Checkpoints(kept, create=False) as checkpoints:  # reads only
-                runs.append((run, run.restore(checkpoints)))
+            runs.append((run, run.restore_kept(args.best)))
         if runs:
             env = runs[0][0].agent.env
             params = runs[0][0].config.base_hparams().env.replace(**overrides)

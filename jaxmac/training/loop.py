@@ -255,8 +255,24 @@ class Run:
         return state, jax.tree.map(lambda m: m[..., :n], metrics)
 
     def member_params(self, state: Any, i: int) -> Any:
-        """Member ``i``'s policy parameters (taken from the stack, not the whole state sliced)."""
+        """Member ``i``'s policy parameters (taken from the stack, not the whole state sliced).
+        ``i`` is checked here: the compiled take would clamp an index out of range."""
+        members = len(self.config.members())
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < members:
+            raise ValueError(f"member must be an integer in [0, {members}) for this run, got {i!r}")
         return _member(self.algorithm.policy_params(state), i)
+
+    def restore_kept(self, best: bool = False) -> Any:
+        """The run directory's newest checkpoint, or (``best``) its best evaluated one, read
+        without writing anything."""
+        kept = self.directory / ("best" if best else "checkpoints")
+        if best and not kept.is_dir():
+            raise FileNotFoundError(
+                f"{self.directory} has no best checkpoint yet (kept in {kept} when the run evaluates: "
+                "at its end, or every --eval-every chunks)"
+            )
+        with Checkpoints(kept, create=False) as checkpoints:
+            return self.restore(checkpoints)
 
     def restore(self, checkpoints: Checkpoints) -> Any:
         """The newest checkpoint (the structure comes from an abstract init: nothing is computed)."""
