@@ -118,6 +118,12 @@ def test_silence_leaves_only_null_messages_normalised():
     np.testing.assert_allclose(
         p_ue[..., 0] / p_ue[..., 2], np.exp(out.ue_log_probs[..., 0] - out.ue_log_probs[..., 2]), rtol=1e-5
     )
+    # the BS no longer decides: the joint log-probability and entropy are the UEs' means
+    choices = quiet.sample(jax.random.PRNGKey(0))
+    ue = np.take_along_axis(np.asarray(quiet.ue_log_probs), np.asarray(choices.ue)[..., None], -1)[..., 0]
+    np.testing.assert_allclose(quiet.log_prob(choices), ue.mean(-1), rtol=1e-6)
+    entropies = -np.sum(np.where(p_ue > 0, p_ue * np.log(np.where(p_ue > 0, p_ue, 1)), 0), -1)
+    np.testing.assert_allclose(quiet.entropy(), entropies.mean(-1), rtol=1e-5)
 
 
 def test_bad_settings_name_the_field():

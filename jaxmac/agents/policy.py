@@ -125,6 +125,7 @@ class CandidatePolicy:
     bs_log_probs: jax.Array  # (..., M, dcm_vocab) log pi of the BS's DCM to each UE slot
     active: jax.Array  # (..., M) bool, agents present (padded slots are ignored)
     ucm_vocab: int = struct.field(pytree_node=False)
+    bs_decides: bool = struct.field(pytree_node=False, default=True)  # False once ``silence``d
 
     def sample(self, key: jax.Array) -> Choices:
         ue_key, bs_key = jax.random.split(key)
@@ -141,12 +142,19 @@ class CandidatePolicy:
         log-probabilities."""
         ue = jnp.take_along_axis(self.ue_log_probs, sample.ue[..., None], axis=-1)[..., 0]
         bs = jnp.take_along_axis(self.bs_log_probs, sample.bs[..., None], axis=-1)[..., 0]
-        return fuse(jnp.concatenate([ue, bs], axis=-1), self.active)
+        return self._fuse(jnp.concatenate([ue, bs], axis=-1))
 
     def entropy(self) -> jax.Array:
         """The same weighted mean of the per-decision entropies."""
         per_decision = [_entropy(self.ue_log_probs), _entropy(self.bs_log_probs)]
-        return fuse(jnp.concatenate(per_decision, axis=-1), self.active)
+        return self._fuse(jnp.concatenate(per_decision, axis=-1))
+
+    def _fuse(self, per_decision: jax.Array) -> jax.Array:
+        """``fuse`` over the decisions the agents take: all 2n, or under No-Comm. the n UEs'
+        (the BS's, fixed to ``null``, would halve the joint log-ratio and entropy)."""
+        m = self.active.shape[-1]
+        consensus = None if self.bs_decides else jnp.concatenate([jnp.ones(m), jnp.zeros(m)])
+        return fuse(per_decision, self.active, consensus)
 
     def to_action(self, sample: Choices) -> Action:
         return choices_to_action(sample, self.ucm_vocab)
@@ -171,11 +179,13 @@ class CandidatePolicy:
 
     def silence(self) -> CandidatePolicy:
         """Only candidates whose message is ``null`` (index 0) remain: UE candidate c carries
-        UCM ``c % ucm_vocab``; the BS keeps ``null`` alone, so its decisions become
-        deterministic (log-probability 0, entropy 0)."""
+        UCM ``c % ucm_vocab``; the BS keeps ``null`` alone, so it no longer decides (its
+        log-probabilities are 0) and the joint log-probability and entropy are the means over
+        the active UEs' decisions."""
         ue_allowed = jnp.arange(self.ue_log_probs.shape[-1]) % self.ucm_vocab == 0
         bs_allowed = jnp.arange(self.bs_log_probs.shape[-1]) == 0
         return self.replace(
             ue_log_probs=_restrict(self.ue_log_probs, ue_allowed),
             bs_log_probs=_restrict(self.bs_log_probs, bs_allowed),
+            bs_decides=False,
         )
