@@ -191,6 +191,11 @@ def test_a_config_file_sets_options_that_typed_ones_override_and_bad_keys_are_na
     assert (args.lr, args.train_steps, args.ues, args.greedy) == (1e-2, 5, [2, 3], False)
     assert (args.stop_if, str(args.out), args.updates, args.algo) == (["loss>9"], "runs/x", 200, "llm-pt")
     assert {"lr", "train_steps", "ues", "greedy", "stop_if"} <= args.given  # asked for, on a resume
+    config.write_text("ues: [2, 5]\neval_ues: [2, 8]\n")  # a training range; evaluation counts
+    args = parse_args(["train", "--config", str(config), "--out", "x"])
+    assert (args.ues, args.eval_ues) == ([2, 3, 4, 5], [2, 8])
+    with pytest.raises(SystemExit):  # an abbreviation would bypass the file: options are whole words
+        parse_args(["train", "--conf", str(config), "--out", "x"])
     for text, message in [
         ("lrr: 1", "key 'lrr'; allowed: algo, "),
         ("resume: true", "key 'resume'"),

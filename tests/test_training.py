@@ -4,6 +4,7 @@ devices, every learner and ablation end to end, and learning itself."""
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -91,6 +92,9 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
     )
     with pytest.raises(FileExistsError, match="resume"):
         train_run(SMALL, tmp_path / "r", log=lambda _: None)
+    shutil.rmtree(tmp_path / "r" / "checkpoints")  # an old run's records alone still hold the place
+    with pytest.raises(FileExistsError, match=r"already holds a run \(its metrics.jsonl\)"):
+        train_run(SMALL, tmp_path / "r", log=lambda _: None)
 
 
 def test_a_second_writer_of_a_run_directory_is_refused_naming_the_holder(tmp_path):
@@ -110,21 +114,33 @@ def test_a_second_writer_of_a_run_directory_is_refused_naming_the_holder(tmp_pat
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
 
 
+def test_a_wandb_run_id_is_kept_by_its_directory_and_not_shared_by_a_namesake(tmp_path):
+    from jaxmac.training.sinks import wandb_id
+
+    first, namesake = tmp_path / "a" / "seed0", tmp_path / "b" / "seed0"
+    first.mkdir(parents=True)
+    namesake.mkdir(parents=True)
+    assert wandb_id(first) == wandb_id(first) != wandb_id(namesake)  # a resume continues its own
+
+
 def test_resume_of_a_directory_without_a_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no run to resume"):
         train_run(SMALL, tmp_path / "typo", resume=True, log=lambda _: None)
     assert not (tmp_path / "typo").exists()
 
 
-def test_a_torn_metrics_line_is_dropped_with_a_warning_and_the_run_resumes(tmp_path):
+def test_a_torn_metrics_line_and_a_partial_checkpoint_are_dropped_and_the_run_resumes(tmp_path):
     run = tmp_path / "r"
     train_run(
         dataclasses.replace(SMALL, algorithm={**SMALL.algorithm, "updates": 2}), run, log=lambda _: None
     )
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"update": 3, "retu')  # a crash in the middle of an append
+    partial = run / "checkpoints" / "4.orbax-checkpoint-tmp-1764600000000000"
+    partial.mkdir()  # and of the next checkpoint's save
     said = []
     train_run(SMALL, run, resume=True, log=said.append)
+    assert not partial.exists()  # the resumed run's writer removes it
     assert any(f"{run / 'metrics.jsonl'}: dropped line 3" in m for m in said), said
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
@@ -143,6 +159,7 @@ def test_a_metric_beyond_a_stop_if_bound_stops_the_run_before_saving(tmp_path):
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
     with pytest.raises(ValueError, match=r"stop_if names 'kl', which this run does not report"):
         train_run(dataclasses.replace(SMALL, stop_if=("kl>1",)), tmp_path / "s", log=lambda _: None)
+    assert not (tmp_path / "s").exists()  # refused before any compile or file
     for bad in ("loss=1", "loss>nan", "entropy<-inf"):
         with pytest.raises(ValueError, match="stop_if entries must be NAME>VALUE or NAME<VALUE"):
             dataclasses.replace(SMALL, stop_if=(bad,))
@@ -166,16 +183,52 @@ def test_the_best_evaluated_checkpoint_is_kept_beside_the_newest(tmp_path, capsy
     assert " r " in capsys.readouterr().out
 
 
+def test_an_evaluation_cut_short_is_made_on_resume_and_an_update_evaluated_again_replaces_it(
+    tmp_path, monkeypatch
+):
+    run, config = tmp_path / "r", dataclasses.replace(SMALL, eval_every=1)  # evaluates at 2 and 4
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(Run, "evaluate", killed)
+        train_run(config, run, log=lambda _: None)  # killed in the evaluation after checkpoint 2
+    assert Checkpoints(run / "checkpoints", create=False).latest() == 2
+    assert not (run / "eval.jsonl").exists()
+
+    def evaluated():
+        return [
+            (r["update"], r["episodes"])
+            for r in map(json.loads, (run / "eval.jsonl").read_text().splitlines())
+        ]
+
+    train_run(config, run, resume=True, log=lambda _: None)
+    assert evaluated() == [(2, 20), (2, 20), (4, 20), (4, 20)]  # UE counts 1 and 2 at each
+    best = json.loads((run / "best.json").read_text())
+    train_run(config, run, resume=True, log=lambda _: None)  # a finished run: evaluated again
+    assert evaluated() == [(2, 20), (2, 20), (4, 20), (4, 20)]
+    assert json.loads((run / "best.json").read_text()) == best
+    said = []
+    train_run(dataclasses.replace(config, eval_episodes=8), run, resume=True, log=said.append)
+    assert evaluated() == [(2, 20), (2, 20), (4, 8), (4, 8)]
+    assert any("the best is chosen anew at 4" in m for m in said), said
+    assert json.loads((run / "best.json").read_text())["evaluation"]["episodes"] == 8
+    assert Checkpoints(run / "best", create=False).latest() == 4
+
+
 def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_resumes(tmp_path):
     run = tmp_path / "r"
     whole = train_run(SMALL, run, log=lambda _: None)  # checkpoints 2 and 4
     arrays = sorted((run / "checkpoints" / "4").rglob("d/*"), key=lambda f: f.stat().st_size)
     with open(arrays[-1], "r+b") as f:  # a write cut short
         f.truncate(100)
+    saved = (run / "config.json").read_text()
     with pytest.raises(
         DamagedCheckpoint, match=r"checkpoint 4 in .* cannot be read .* previous checkpoint is update 2"
     ):
-        train_run(SMALL, run, resume=True, log=lambda _: None)
+        train_run(dataclasses.replace(SMALL, hparams={"lr": 1e-2}), run, resume=True, log=lambda _: None)
+    assert (run / "config.json").read_text() == saved  # a resume that failed changed no setting
     said = []
     resumed = train_run(SMALL, run, resume=True, previous_checkpoint=True, log=said.append)
     assert any("checkpoint 4 cannot be read: moved to" in m for m in said), said

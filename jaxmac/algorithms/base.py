@@ -34,6 +34,7 @@ class Algorithm(Protocol):
 
     agent: Agent
     config: Any  # its settings (a dataclass); ``updates``, the total, is only ``train``'s
+    metric_names: tuple[str, ...]  # the metrics ``update_chunk`` reports (a run's stop_if bounds name them)
 
     @property
     def steps_per_update(self) -> int:

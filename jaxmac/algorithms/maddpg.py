@@ -24,7 +24,7 @@ batch repeats some.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flashbax as fbx
 import jax
@@ -170,6 +170,7 @@ class MADDPG:
     agent: Agent
     config: MADDPGConfig = MADDPGConfig()
     mesh: Mesh | None = None  # the host loop's device mesh (None: no sharding constraints)
+    metric_names: ClassVar[tuple[str, ...]] = UPDATE_METRICS
 
     def __post_init__(self) -> None:
         check_mesh(self.mesh, self.config.num_envs)
@@ -282,7 +283,7 @@ class MADDPG:
     ) -> tuple[MADDPGState, dict[str, jax.Array]]:
         """``count`` (traced, default ``n``) <= ``n`` (static) updates; metrics (n,) per name of
         ``UPDATE_METRICS``, NaN past ``count``."""
-        return run_updates(lambda state: self.update(state, hp), state, n, count, UPDATE_METRICS)
+        return run_updates(lambda state: self.update(state, hp), state, n, count, self.metric_names)
 
     def update(self, state: MADDPGState, hp: MADDPGHParams) -> tuple[MADDPGState, dict[str, jax.Array]]:
         """A rollout into the buffer, then ``train_steps`` gradient steps."""

@@ -18,7 +18,7 @@ devices. ``Trainer`` is an ``Algorithm``: it neither creates the mesh nor jits a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -249,6 +249,7 @@ class Trainer:
     agent: Agent
     config: PPOConfig = PPOConfig()
     mesh: Mesh | None = None  # the host loop's device mesh (None: no sharding constraints)
+    metric_names: ClassVar[tuple[str, ...]] = UPDATE_METRICS
 
     def __post_init__(self) -> None:
         check_mesh(self.mesh, self.config.num_envs)
@@ -310,7 +311,7 @@ class Trainer:
         ``UPDATE_METRICS``). ``count`` (default ``n``; traced) says how many are done, so a
         shorter chunk (a run's last, a resume's first) runs the program compiled for ``n``
         instead of compiling another; metrics past ``count`` are NaN."""
-        return run_updates(lambda state: self.update(state, hp), state, n, count, UPDATE_METRICS)
+        return run_updates(lambda state: self.update(state, hp), state, n, count, self.metric_names)
 
     # ------------------------------------------------------------------ one update
     def rollout(

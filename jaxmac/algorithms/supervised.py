@@ -21,7 +21,7 @@ first two add up to less than the third, the capacities (``examples``) dropped r
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -141,6 +141,7 @@ class Supervised:
     agent: Any  # an LLMPTAgent: compiler, candidates, graphdef, init, trainable
     config: SupervisedConfig = SupervisedConfig()
     mesh: Mesh | None = None
+    metric_names: ClassVar[tuple[str, ...]] = SUPERVISED_METRICS
 
     @property
     def steps_per_update(self) -> int:
@@ -197,7 +198,7 @@ class Supervised:
     def update_chunk(
         self, state: SupervisedState, hp: SupervisedHParams, n: int, count: Any = None
     ) -> tuple[SupervisedState, dict[str, jax.Array]]:
-        return run_updates(lambda state: self.update(state, hp), state, n, count, SUPERVISED_METRICS)
+        return run_updates(lambda state: self.update(state, hp), state, n, count, self.metric_names)
 
     def loss(self, params: Params, data: Demonstrations, ue_rows: jax.Array, bs_rows: jax.Array) -> jax.Array:
         """The mean over the two agent groups of each group's mean token cross-entropy."""

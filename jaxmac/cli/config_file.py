@@ -2,7 +2,8 @@
 
 The file's keys are the command's option names (``lr``, ``train-steps`` or ``train_steps``,
 ``ues``, ``preset``, ...); each value is turned into the command-line words it stands for
-(``ues: 2-5`` or ``ues: [2, 5]`` is ``--ues 2-5``; ``greedy: false`` is ``--no-greedy``; a list
+(``ues: 2-5`` or ``ues: [2, 5]`` is ``--ues 2-5``, the training range; any other list is
+its items, ``eval_ues: [2, 8]`` is ``--eval-ues 2,8``; ``greedy: false`` is ``--no-greedy``; a list
 for a repeatable option repeats it), so a file's values pass the same type and range checks as
 typed ones. Options typed on the command line override the file's; the file's override a
 ``preset``'s. The run's ``config.json`` records the merged result, as for any run.
@@ -37,8 +38,8 @@ def _words(option: str, action: argparse.Action, value: Any) -> list[str]:
     if isinstance(action, argparse._AppendAction):
         values = value if isinstance(value, list) else [value]
         return [word for v in values for word in (option, _text(v))]
-    if isinstance(value, list):  # a UE range LO-HI ([2, 5]) or counts
-        if action.dest.endswith("ues") and len(value) == 2 and all(isinstance(v, int) for v in value):
+    if isinstance(value, list):  # the training UE range LO-HI ([2, 5]), or a list (eval_ues: counts)
+        if action.dest == "ues" and len(value) == 2 and all(isinstance(v, int) for v in value):
             return [option, f"{value[0]}-{value[1]}"]
         return [option, ",".join(_text(v) for v in value)]
     return [option, _text(value)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -139,8 +140,11 @@ def _check_shape_options(args: argparse.Namespace, run: Run) -> None:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser and its subcommands' parsers by name."""
-    parser = argparse.ArgumentParser(prog="jaxmac", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Options are typed in full: an abbreviation (``--conf`` for ``--config``) would pass the
+    # config file's pre-parse and the typed-option bookkeeping (``args.given``) unseen.
+    parser = argparse.ArgumentParser(prog="jaxmac", description=__doc__, allow_abbrev=False)
+    whole_words = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=whole_words)
     ev = sub.add_parser("eval", help="evaluate policies per active-UE count (paper Fig. 3)")
     ev.add_argument(
         "--policy",

@@ -6,7 +6,10 @@ policy and ``chunk_size`` reuses one compiled program whatever the UE counts, th
 episode count or the parameter values. Lane (n, e) always uses the key
 ``fold_in(fold_in(key, n), e)``, and the environment's randomness is drawn apart
 from the policy's, so two policies evaluated with the same key face the same
-arrivals and decoding draws (common random numbers: their difference is less noisy).
+arrivals (common random numbers: their difference is less noisy), and a per-lane
+policy the same draws. A ``batched`` policy (a trained agent) draws the decisions of a
+whole chunk from one key, its first lane's: sampled, they depend on which lanes share
+the chunk (the UE counts and episodes asked for, the chunk size); greedy they do not.
 """
 
 from __future__ import annotations

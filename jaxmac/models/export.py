@@ -9,7 +9,6 @@ run's model, for instance) or be read by transformers' PyTorch T5.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from jaxmac.atomic import plain_mode
 from jaxmac.models.config import T5Config
 from jaxmac.models.loading import parameter_names
 from jaxmac.models.t5 import T5
@@ -59,10 +59,8 @@ def save_t5(params: dict, cfg: T5Config, tokenizer: Any, directory: Path) -> Pat
         (staging / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
         save_file(t5_tensors(params, cfg), str(staging / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(staging)
-        umask = os.umask(0)
-        os.umask(umask)
         for path in (staging, *staging.iterdir()):  # a plain mkdir's and open's permissions
-            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+            path.chmod(plain_mode(path.is_dir()))
         staging.rename(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -91,11 +91,13 @@ class CheckpointNotWritten(RuntimeError):
 
 class Checkpoints:
     """The checkpoints of one run, kept under ``directory`` (the newest ``keep``). A context
-    manager: leaving it closes the manager. ``create=False`` reads without creating anything."""
+    manager: leaving it closes the manager. ``create=False`` reads without creating anything.
+    ``writer=True`` (the run's one writer, under its lock) removes the partial checkpoints a
+    killed save left behind; a reader must not, they may be a live run's save in progress."""
 
-    def __init__(self, directory: Path, keep: int = 2, create: bool = True) -> None:
+    def __init__(self, directory: Path, keep: int = 2, create: bool = True, writer: bool = False) -> None:
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=create, enable_async_checkpointing=False
+            max_to_keep=keep, create=create, enable_async_checkpointing=False, cleanup_tmp_directories=writer
         )
         self.directory = Path(directory)
         self.manager = ocp.CheckpointManager(

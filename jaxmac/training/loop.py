@@ -49,6 +49,8 @@ from jaxmac.training.sinks import MetricSink, SinkOptions
 #: through the persistent cache. Padding lanes repeat one episode, which costs a language model
 #: almost nothing (its prompts are deduplicated).
 EVAL_CHUNK = 4096
+#: The files a run writes beside its checkpoints: any of them in a directory means it holds a run.
+RUN_RECORDS = ("metrics.jsonl", "eval.jsonl", "best.json")
 
 
 def _quiet(message: str) -> None:
@@ -213,6 +215,12 @@ class Run:
         grid = np.asarray(devices).reshape(-1, model_shards)
         mesh = Mesh(grid, (EPISODE_AXIS, MODEL_AXIS))
         shared = shared_programs(config.program_key(), mesh)
+        reported = shared.algorithm.metric_names
+        for name in (parse_bound(bound)[0] for bound in config.stop_if):
+            if name not in reported:  # before any compile or file
+                raise ValueError(
+                    f"stop_if names {name!r}, which this run does not report: {sorted(reported)}"
+                )
         keys, hparams = config.keys_and_hparams()
         return cls(config, Path(directory), shared, keys, hparams)
 
@@ -300,7 +308,7 @@ class Run:
         config = self.config
         greedy = config.greedy if greedy is None else greedy
         ues = list(ues or config.eval_ues or range(1, self.agent.env.max_ues + 1))
-        episodes = episodes or config.eval_episodes
+        episodes = config.eval_episodes if episodes is None else episodes  # 0 is an error, not a default
         chunk_size = min(EVAL_CHUNK, 1 << (len(ues) * episodes - 1).bit_length())
         split = chunk_size % episode_devices(self.mesh) == 0
         lanes = NamedSharding(self.mesh, P(EPISODE_AXIS)) if split else None
@@ -349,11 +357,30 @@ def _append(directory: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def _evaluations(directory: Path, update: int | None = None) -> list[dict]:
+    """The rows of the run's ``eval.jsonl`` (of ``update`` alone, if given); a line that does
+    not parse (a write cut short) is left out."""
+    path, rows = directory / "eval.jsonl", []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in rows if update is None or r["update"] == update]
+
+
+def _write_evaluations(directory: Path, rows: list[dict]) -> None:
+    write_text_atomic(directory / "eval.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def _truncate(directory: Path, update: int, log: Callable[[str], None]) -> None:
-    """Keep the metric rows up to ``update`` (rows past it were written before a crash that came
-    before their checkpoint). A line that does not parse (an append cut short) is dropped with a
-    warning naming the file. Both files are replaced at once (``write_text_atomic``), so a crash
-    here loses nothing."""
+    """Keep the metric and evaluation rows up to ``update`` (rows past it were written before a
+    crash that came before their checkpoint, or belong to the checkpoints a resume from an
+    earlier one set aside). A metrics line that does not parse (an append cut short) is dropped
+    with a warning naming the file. Every file is replaced at once (``write_text_atomic``), so a
+    crash here loses nothing."""
+    if (directory / "eval.jsonl").exists():
+        _write_evaluations(directory, [r for r in _evaluations(directory) if r["update"] <= update])
     jsonl = directory / "metrics.jsonl"
     if not jsonl.exists():
         return
@@ -381,9 +408,7 @@ def _check(metrics: dict[str, np.ndarray], stop_if: tuple[str, ...], done: int, 
     an update in which no episode ended, cross no bound)."""
     checks = [("a non-finite loss", (metrics["nonfinite"] > 0) | ~np.isfinite(metrics["loss"]))]
     for bound in stop_if:
-        name, op, value = parse_bound(bound)
-        if name not in metrics:
-            raise ValueError(f"stop_if names {name!r}, which this run does not report: {sorted(metrics)}")
+        name, op, value = parse_bound(bound)  # a name the run reports (``Run.build``)
         crossed = metrics[name] > value if op == ">" else metrics[name] < value
         checks.append((f"{name} {op} {value:g} (the stop_if bound)", crossed & np.isfinite(metrics[name])))
     for what, bad in checks:
@@ -433,14 +458,15 @@ def train_run(
     if not is_main():  # another process of a multi-process run: computes, writes its checkpoint shards
         log, on_chunk, sinks = _quiet, None, SinkOptions()
     with RunLock(directory, log) if is_main() else contextlib.nullcontext():
-        if not resume and any((directory / "checkpoints").glob("*")):
-            raise FileExistsError(
-                f"{directory} already holds a run; pass resume=True (--resume) or another directory"
-            )
+        if not resume:
+            held = [f for f in RUN_RECORDS if (directory / f).exists()]
+            if any((directory / "checkpoints").glob("*")) or held:
+                raise FileExistsError(
+                    f"{directory} already holds a run{f' (its {held[0]})' if held else ''}; pass "
+                    "resume=True (--resume) or another directory"
+                )
         sync_processes("jaxmac: the run directory is checked")  # by every process, before any write
-        if is_main():
-            write_json_atomic(directory / "config.json", config.to_json())
-        with Checkpoints(directory / "checkpoints") as checkpoints:
+        with Checkpoints(directory / "checkpoints", writer=True) as checkpoints:
             return _train(
                 run,
                 checkpoints,
@@ -485,8 +511,11 @@ def _train(
     if resume and checkpoints.latest() is not None:
         state = _restore(run, checkpoints, previous_checkpoint, log)
         done = checkpoints.latest()
+        # the resumed settings are recorded once the state is read: a resume that fails leaves
+        # config.json as it was, so the same command asks for the same changes again
         if is_main():
             _truncate(directory, done, log)
+            write_json_atomic(directory / "config.json", config.to_json())
         log(f"resumed {directory} at update {done}")
         if changes and is_main():
             entry = {"update": done, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes}
@@ -496,7 +525,9 @@ def _train(
                 f"changed from update {done + 1}: "
                 + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
             )
-    else:
+    else:  # config.json before the first checkpoint: a directory with checkpoints can be resumed
+        if is_main():
+            write_json_atomic(directory / "config.json", config.to_json())
         state = run.init()
         done = 0
         checkpoints.save(0, state)
@@ -521,6 +552,9 @@ def _loop(
     total = config.updates
     steps_per_update = run.algorithm.steps_per_update * run.members
     steps, trained, seconds_total, evaluation = 0, 0, 0.0, None
+    period = config.eval_every * config.chunk  # updates between evaluations, counted from 0
+    if config.eval_every and 0 < done < total and done % period == 0 and not _evaluations(directory, done):
+        _evaluated(run, state, done, log, sinks)  # resumed where a kill cut that evaluation short
     while done < total:
         n = min(config.chunk, total - done)
         compile_before = run.compile_seconds
@@ -541,7 +575,6 @@ def _loop(
             last = {k: float(np.mean(v[..., -1])) for k, v in metrics.items()}
             rates = {"env_steps_per_s": n * steps_per_update / seconds, "seconds_per_update": seconds / n}
             on_chunk(done, total, rates | last)
-        period = config.eval_every * config.chunk  # updates between evaluations, counted from 0
         if config.eval_every and done // period > (done - n) // period and done < total:
             _evaluated(run, state, done, log, sinks)
     if done > 0:
@@ -556,24 +589,38 @@ def _loop(
 def _evaluated(
     run: Run, state: Any, update: int, log: Callable[[str], None], sinks: list[MetricSink]
 ) -> EvaluationTable:
-    """Evaluate ``state``, append the rows to ``eval.jsonl``, and keep the state as the run's best
-    (``best/`` and ``best.json``) when its mean throughput over the rows (every member and UE
-    count) beats the best so far: the kept checkpoint beside the newest, which a collapse after
-    it cannot replace (``jaxmac eval --checkpoint DIR --best``)."""
+    """Evaluate ``state``, record the rows in ``eval.jsonl`` (one evaluation per update:
+    evaluating an update again, e.g. the last one of a finished run resumed with other
+    evaluation settings, replaces its rows), and keep the state as the run's best (``best/`` and
+    ``best.json``) when its mean throughput over the rows (every member and UE count) beats the
+    best so far: the kept checkpoint beside the newest, which a collapse after it cannot replace
+    (``jaxmac eval --checkpoint DIR --best``). Scores are compared under the same evaluation
+    settings only (``best.json`` records them): when they change, the best is chosen anew."""
     table = run.evaluate(state)  # the same rows on every process
-    directory = run.directory
+    directory, config = run.directory, run.config
     if is_main():
-        with open(directory / "eval.jsonl", "a") as f:
-            f.writelines(json.dumps({"update": update, **row}) + "\n" for row in table.rows)
+        earlier = [r for r in _evaluations(directory) if r["update"] != update]
+        _write_evaluations(directory, earlier + [{"update": update, **row} for row in table.rows])
     for sink in sinks:
         sink.write_evaluation(update, table.rows)
     score = float(np.mean([row["throughput"] for row in table.rows]))
+    settings = {
+        "ues": sorted({row["n_ues"] for row in table.rows}),
+        "episodes": table.rows[0]["episodes"],
+        "greedy": config.greedy,
+        "env_params": config.to_json()["env_params"],
+    }
     best = directory / "best.json"
-    if not best.exists() or score > json.loads(best.read_text())["throughput"]:
-        with Checkpoints(directory / "best", keep=1) as kept:
-            kept.save(update, state)
+    previous = json.loads(best.read_text()) if best.exists() else None
+    comparable = previous is not None and previous.get("evaluation", settings) == settings
+    if not comparable or score > previous["throughput"]:
+        if previous is not None and not comparable:
+            log(f"the evaluation settings differ from best.json's: the best is chosen anew at {update}")
+        with Checkpoints(directory / "best", keep=1, writer=True) as kept:
+            if kept.latest() != update:  # else it holds this update's state already
+                kept.save(update, state)
         if is_main():
-            write_json_atomic(best, {"update": update, "throughput": score})
+            write_json_atomic(best, {"update": update, "throughput": score, "evaluation": settings})
         log(f"update {update} is the best evaluated so far (mean throughput {score:.4f}): kept in best/")
     sync_processes("jaxmac: best.json is written")  # no process reads it before then
     return table

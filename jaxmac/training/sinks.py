@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import uuid
 from pathlib import Path
 from typing import Any, Protocol
+
+from jaxmac.training.files import write_text_atomic
 
 #: W&B modes ``--wandb`` takes: offline writes ``wandb/`` in the run directory (``wandb sync``
 #: uploads it later), online needs network and a login.
@@ -90,9 +93,19 @@ class TensorBoardSink:
         self.writer.close()
 
 
+def wandb_id(directory: Path) -> str:
+    """The W&B run id of the run in ``directory``: drawn at random on first use and kept in
+    ``directory/wandb_id``, so a resume continues the same W&B run and two run directories of
+    the same name (``runs/a/seed0``, ``runs/b/seed0``) never share one."""
+    path = directory / "wandb_id"
+    if not path.is_file():
+        write_text_atomic(path, uuid.uuid4().hex[:16])
+    return path.read_text().strip()
+
+
 class WandbSink:
-    """A W&B run in ``directory`` (``mode`` from ``WANDB_MODES``), its config the run's
-    ``config.json``, resumed by id (the run directory's name) on ``--resume``."""
+    """A W&B run in ``directory`` (``mode`` from ``WANDB_MODES``) named after it, its config the
+    run's ``config.json``, resumed by its id (``wandb_id``) on ``--resume``."""
 
     def __init__(self, directory: Path, mode: str, project: str, name: str, config: dict[str, Any]) -> None:
         if mode not in WANDB_MODES:
@@ -106,7 +119,7 @@ class WandbSink:
             mode=mode,
             config=config,
             resume="allow",
-            id=name,
+            id=wandb_id(directory),
             settings=wandb.Settings(silent=True, console="off"),
         )
 
