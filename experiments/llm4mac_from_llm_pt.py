@@ -5,13 +5,19 @@ trained by PPO alone, does not learn to read its SIE prompts in a CPU budget (RE
 on this CPU"). This runs the stand-in for the pretraining, then the paper's method, each stage a
 ``jaxmac`` command (printed before it runs):
 
-1. ``jaxmac train --preset llm-pt-cpu --ues 1-5``: supervised fine-tuning on the Baseline's
-   decisions;
-2. ``jaxmac export``: its T5 as a checkpoint directory;
-3. ``jaxmac train --preset llm4mac-cpu --model <that directory> --lr 1e-4``: PPO on the team
-   reward (a pretrained model is fine-tuned at a tenth of the preset's learning rate);
-4. ``jaxmac eval``: the PPO run greedy beside ``random``, ``contention_free`` and ``oracle`` on
+1. ``jaxmac train --preset llm-pt-cpu --ues 1-2``, 20 updates, then ``jaxmac export``: a first
+   supervised stage on the Baseline's decisions at one and two UEs (a curriculum: the BS learns
+   to read its target's line where the prompt lists one or two UEs);
+2. ``jaxmac train --preset llm-pt-cpu --model <that export> --ues 1-5``, 40 updates: the same
+   at 1-5 UEs, from the first stage's T5;
+3. ``jaxmac export``: its T5 as a checkpoint directory;
+4. ``jaxmac train --preset llm4mac-cpu --model <that directory> --lr 1e-4``: PPO on the team
+   reward at 2-5 UEs (a pretrained model is fine-tuned at a tenth of the preset's learning rate);
+5. ``jaxmac eval``: the PPO run greedy beside ``random``, ``contention_free`` and ``oracle`` on
    the same episodes, at every UE count.
+
+``--warmup-updates 0 --pt-updates 200`` is the earlier pipeline without the first stage (LLM-PT
+on 1-5 UEs from the drawn T5).
 
 Each stage's run directory is kept under ``--out``; a rerun continues an interrupted stage and
 skips finished ones (delete ``--out/eval.json`` to evaluate again). Prints each stage's
@@ -51,7 +57,11 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True, help="directory of the stages' runs")
-    parser.add_argument("--pt-updates", type=int, default=200, help="LLM-PT updates (its preset's 200)")
+    parser.add_argument("--warmup-ues", default="1-2", help="UE counts of LLM-PT's first stage")
+    parser.add_argument(
+        "--warmup-updates", type=int, default=20, help="updates of LLM-PT's first stage (0: no first stage)"
+    )
+    parser.add_argument("--pt-updates", type=int, default=40, help="LLM-PT updates after the first stage")
     parser.add_argument(
         "--pt-ues",
         default="1-5",
@@ -65,14 +75,25 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("pt_updates", "ppo_updates", "eval_episodes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be an integer >= 1, got {getattr(args, name)}")
+    if args.warmup_updates < 0:
+        parser.error(f"--warmup-updates must be an integer >= 0, got {args.warmup_updates}")
+    warm, warm_t5 = args.out / "llm-pt-warmup", args.out / "llm-pt-warmup-t5"
     pt, t5, ppo = args.out / "llm-pt", args.out / "llm-pt-t5", args.out / "llm4mac"
+
+    def supervised(ues: str) -> list[str]:  # an LLM-PT stage's options; 32 closing episodes per count
+        return ["--preset", "llm-pt-cpu", "--ues", ues, "--eval-ues", ues, "--eval-episodes", "32"]
+
+    warmup = {
+        "llm-pt-warmup": _train(warm, args.warmup_updates, supervised(args.warmup_ues)),
+        "export-warmup": None
+        if warm_t5.is_dir()
+        else ["export", "--checkpoint", str(warm), "--out", str(warm_t5)],
+    }
+    from_warmup = ["--model", str(warm_t5)] if args.warmup_updates else []
     ppo_options = ["--preset", "llm4mac-cpu", "--model", str(t5), "--lr", str(args.ppo_lr)]
     stages = {
-        "llm-pt": _train(
-            pt,
-            args.pt_updates,
-            ["--preset", "llm-pt-cpu", *("--ues", args.pt_ues, "--eval-ues", args.pt_ues)],
-        ),
+        **(warmup if args.warmup_updates else {}),
+        "llm-pt": _train(pt, args.pt_updates, [*supervised(args.pt_ues), *from_warmup]),
         "export": None if t5.is_dir() else ["export", "--checkpoint", str(pt), "--out", str(t5)],
         "llm4mac": _train(ppo, args.ppo_updates, [*ppo_options, "--eval-ues", "1-8", "--eval-episodes", "8"]),
         "eval": None
