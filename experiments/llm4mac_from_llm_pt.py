@@ -52,6 +52,11 @@ def _train(run: Path, updates: int, options: list[str]) -> list[str] | None:
     return ["train", *options, "--updates", str(updates), "--out", str(run)]
 
 
+def _export(run: Path, out: Path) -> list[str] | None:
+    """The ``jaxmac export`` command of a stage's T5; None once ``out`` exists."""
+    return None if out.is_dir() else ["export", "--checkpoint", str(run), "--out", str(out)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,16 +90,14 @@ def main(argv: list[str] | None = None) -> None:
 
     warmup = {
         "llm-pt-warmup": _train(warm, args.warmup_updates, supervised(args.warmup_ues)),
-        "export-warmup": None
-        if warm_t5.is_dir()
-        else ["export", "--checkpoint", str(warm), "--out", str(warm_t5)],
+        "export-warmup": _export(warm, warm_t5),
     }
     from_warmup = ["--model", str(warm_t5)] if args.warmup_updates else []
     ppo_options = ["--preset", "llm4mac-cpu", "--model", str(t5), "--lr", str(args.ppo_lr)]
     stages = {
         **(warmup if args.warmup_updates else {}),
         "llm-pt": _train(pt, args.pt_updates, [*supervised(args.pt_ues), *from_warmup]),
-        "export": None if t5.is_dir() else ["export", "--checkpoint", str(pt), "--out", str(t5)],
+        "export": _export(pt, t5),
         "llm4mac": _train(ppo, args.ppo_updates, [*ppo_options, "--eval-ues", "1-8", "--eval-episodes", "8"]),
         "eval": None
         if (args.out / "eval.json").is_file()

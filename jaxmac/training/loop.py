@@ -357,20 +357,27 @@ def _append(directory: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _evaluations(directory: Path, update: int | None = None) -> list[dict]:
-    """The rows of the run's ``eval.jsonl`` (of ``update`` alone, if given); a line that does
-    not parse (a write cut short) is left out."""
-    path, rows = directory / "eval.jsonl", []
-    for line in path.read_text().splitlines() if path.exists() else []:
+def _read_rows(path: Path, log: Callable[[str], None] | None = None) -> list[dict]:
+    """The rows of one of the run's JSON-lines files (none if it is missing); a line that does
+    not parse (an append cut short) is left out, with a warning naming the file if ``log``."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
-    return [r for r in rows if update is None or r["update"] == update]
+            if log is not None:
+                log(f"{path}: dropped line {number}, which does not parse (a write cut short)")
+    return rows
 
 
-def _write_evaluations(directory: Path, rows: list[dict]) -> None:
-    write_text_atomic(directory / "eval.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    """``path`` replaced at once by ``rows`` as JSON lines."""
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _evaluations(directory: Path, update: int | None = None) -> list[dict]:
+    """The rows of the run's ``eval.jsonl`` (of ``update`` alone, if given)."""
+    return [r for r in _read_rows(directory / "eval.jsonl") if update is None or r["update"] == update]
 
 
 def _truncate(directory: Path, update: int, log: Callable[[str], None]) -> None:
@@ -380,18 +387,13 @@ def _truncate(directory: Path, update: int, log: Callable[[str], None]) -> None:
     with a warning naming the file. Every file is replaced at once (``write_text_atomic``), so a
     crash here loses nothing."""
     if (directory / "eval.jsonl").exists():
-        _write_evaluations(directory, [r for r in _evaluations(directory) if r["update"] <= update])
+        _write_rows(directory / "eval.jsonl", [r for r in _evaluations(directory) if r["update"] <= update])
     jsonl = directory / "metrics.jsonl"
     if not jsonl.exists():
         return
-    rows = []
-    for number, line in enumerate(jsonl.read_text().splitlines(), 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            log(f"{jsonl}: dropped line {number}, which does not parse (a write cut short)")
+    rows = _read_rows(jsonl, log)
     kept = [r for r in rows if r["update"] <= update]
-    write_text_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+    _write_rows(jsonl, kept)
     if not kept:
         (directory / "metrics.csv").unlink(missing_ok=True)  # the next append writes the header
         return
@@ -600,7 +602,7 @@ def _evaluated(
     directory, config = run.directory, run.config
     if is_main():
         earlier = [r for r in _evaluations(directory) if r["update"] != update]
-        _write_evaluations(directory, earlier + [{"update": update, **row} for row in table.rows])
+        _write_rows(directory / "eval.jsonl", earlier + [{"update": update, **row} for row in table.rows])
     for sink in sinks:
         sink.write_evaluation(update, table.rows)
     score = float(np.mean([row["throughput"] for row in table.rows]))
