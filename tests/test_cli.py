@@ -3,13 +3,14 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from jaxmac.cli.main import main
+from jaxmac.cli.main import main, parse_args
 from jaxmac.cli.options import parse_ues
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,3 +140,17 @@ def test_the_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     assert compilation_cache_dir() is None
     monkeypatch.setenv("JAXMAC_XLA_CACHE", str(tmp_path / "mine"))
     assert compilation_cache_dir() == tmp_path / "mine"
+
+
+def test_every_command_of_make_demo_parses():
+    """``make demo``'s ``jaxmac`` commands, read from the Makefile, are valid command lines
+    (nothing runs); its scripts exist."""
+    text = re.sub(r"\$\(call [^)]*\)", "", (ROOT / "Makefile").read_text().replace("\\\n", " "))
+    recipe = text.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in recipe.splitlines()[1:]]
+    commands = [line.split()[1:] for line in lines if line.startswith("$(BIN)/jaxmac ")]
+    assert {argv[0] for argv in commands} == {"train", "eval"}
+    for argv in commands:
+        assert parse_args(argv).func is not None, argv
+    scripts = [line.split()[1] for line in lines if line.startswith("$(BIN)/python ")]
+    assert scripts and all((ROOT / script).is_file() for script in scripts)
