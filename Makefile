@@ -11,13 +11,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test,experiments]"
 	touch $@
 
-# Trains Sym. MAPPO, Sym. MADDPG (about 2.5 minutes here) and a tiny LLM4MAC on this machine's CPU
-# (--resume: a rerun continues or just re-evaluates), then evaluates them beside contention_free and
-# oracle at 1-8 UEs. The LLM4MAC step is the llm4mac-cpu preset's PPO from the drawn tiny T5 with the
-# Abl. SIE prompts (--no-sie, bare numbers), 60 updates in about 3.5 minutes here: the setting in which
-# it learns from scratch within minutes (README, "LLM4MAC on this CPU"; with the paper's SIE prompts
-# the drawn tiny T5 does not, and experiments/llm4mac_from_llm_pt.py starts it from LLM-PT instead).
-# Without identities in its prompts its UEs break their symmetry by sampling: it is evaluated sampled.
+# Trains Sym. MAPPO and Sym. MADDPG (1.5M env steps each: about 2.5 and 5 minutes of training on a
+# 2-core CPU) and a tiny LLM4MAC on this machine's CPU (--resume: a rerun continues or just
+# re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs. The whole demo took
+# 15 min 42 s in a fresh clone there, installation included (README, "What the demo trains").
+# The LLM4MAC step is the llm4mac-cpu preset's PPO from the drawn tiny T5 with the Abl. SIE prompts
+# (--no-sie, bare numbers), 60 updates in about 3.5 minutes: the setting in which it learns from
+# scratch within minutes (README, "LLM4MAC on this CPU"; with the paper's SIE prompts the drawn tiny
+# T5 does not, and experiments/llm4mac_from_llm_pt.py starts it from LLM-PT instead). Without
+# identities in its prompts its UEs break their symmetry by sampling: it is evaluated sampled.
 # --resume where the run directory already holds a run (--resume on a directory without one is an error)
 resume = $(if $(wildcard $(1)/config.json),--resume,)
 
