@@ -8,11 +8,14 @@ on this CPU"). This runs the stand-in for the pretraining, then the paper's meth
 1. ``jaxmac train --preset llm-pt-cpu --ues 1-2``, 20 updates, then ``jaxmac export``: a first
    supervised stage on the Baseline's decisions at one and two UEs (a curriculum: the BS learns
    to read its target's line where the prompt lists one or two UEs);
-2. ``jaxmac train --preset llm-pt-cpu --model <that export> --ues 1-5``, 40 updates: the same
-   at 1-5 UEs, from the first stage's T5;
+2. ``jaxmac train --preset llm-pt-cpu --model <that export> --ues 1-5 --frequency-power 1``,
+   40 updates: the same at 1-5 UEs, from the first stage's T5, each pair drawn as often as it
+   was recorded (the decisions of many UEs weigh as much as they count);
 3. ``jaxmac export``: its T5 as a checkpoint directory;
-4. ``jaxmac train --preset llm4mac-cpu --model <that directory> --lr 1e-4``: PPO on the team
-   reward at 2-5 UEs (a pretrained model is fine-tuned at a tenth of the preset's learning rate);
+4. ``jaxmac train --preset llm4mac-cpu --model <that directory> --lr 1e-4
+   --checkpoint-head-scale 0.3``: PPO on the team reward at 2-5 UEs (a pretrained model is
+   fine-tuned at a tenth of the preset's learning rate; its LM head at 0.3 of its trained scale
+   spreads the imitated decisions, so that PPO explores other ones);
 5. ``jaxmac eval``: the PPO run greedy beside ``random``, ``contention_free`` and ``oracle`` on
    the same episodes, at every UE count.
 
@@ -73,7 +76,19 @@ def main(argv: list[str] | None = None) -> None:
         help="UE counts of LLM-PT's demonstrations (its preset's 2-5 never shows the BS a prompt about "
         "one UE, and it then never grants at 1 UE)",
     )
-    parser.add_argument("--ppo-updates", type=int, default=30, help="LLM4MAC PPO updates (on 2-5 UEs)")
+    parser.add_argument(
+        "--pt-frequency-power",
+        type=float,
+        default=1.0,
+        help="the second LLM-PT stage's --frequency-power (0: every distinct pair drawn alike)",
+    )
+    parser.add_argument("--ppo-updates", type=int, default=25, help="LLM4MAC PPO updates (on 2-5 UEs)")
+    parser.add_argument(
+        "--ppo-head-scale",
+        type=float,
+        default=0.3,
+        help="PPO's --checkpoint-head-scale (1: the LLM-PT model's decisions as sharp as trained)",
+    )
     parser.add_argument("--ppo-lr", type=float, default=1e-4, help="PPO learning rate")
     parser.add_argument("--eval-episodes", type=int, default=64, help="episodes per UE count")
     args = parser.parse_args(argv)
@@ -94,9 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     from_warmup = ["--model", str(warm_t5)] if args.warmup_updates else []
     ppo_options = ["--preset", "llm4mac-cpu", "--model", str(t5), "--lr", str(args.ppo_lr)]
+    ppo_options += ["--checkpoint-head-scale", str(args.ppo_head_scale)]
+    pt_options = [*supervised(args.pt_ues), *from_warmup, "--frequency-power", str(args.pt_frequency_power)]
     stages = {
         **(warmup if args.warmup_updates else {}),
-        "llm-pt": _train(pt, args.pt_updates, [*supervised(args.pt_ues), *from_warmup]),
+        "llm-pt": _train(pt, args.pt_updates, pt_options),
         "export": _export(pt, t5),
         "llm4mac": _train(ppo, args.ppo_updates, [*ppo_options, "--eval-ues", "1-8", "--eval-episodes", "8"]),
         "eval": None

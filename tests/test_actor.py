@@ -23,6 +23,7 @@ from jaxmac.models import (
     load_t5,
 )
 from jaxmac.models.dedup import group_rows
+from jaxmac.models.loading import tiny_config
 from jaxmac.protocols import make_protocol
 from jaxmac.training import make_agent
 
@@ -193,6 +194,17 @@ def _relative_error(a, b):
     return float(jnp.sqrt(sum(diff) / sum(norm)))
 
 
+def test_a_checkpoint_head_scale_needs_an_lm_head_of_its_own(tmp_path):
+    """Scaling a tied head would scale the encoder's and decoder's input embedding too."""
+    env = UDTSEnv(max_ues=2)
+    tokenizer = prompt_tokenizer(env)
+    save_random_t5(tmp_path, tiny_config(tokenizer), untie=False)
+    tokenizer.save_pretrained(tmp_path)
+    make_agent("llm4mac", env, model=str(tmp_path))  # kept as it is: no scale to apply
+    with pytest.raises(ValueError, match="checkpoint_head_scale needs an LM head of its own"):
+        make_agent("llm4mac", env, model=str(tmp_path), checkpoint_head_scale=0.3)
+
+
 def test_the_tiny_tokenizer_gives_every_candidate_of_a_group_the_same_length():
     """Eq. 9 sums token log-probabilities, so a candidate two tokens longer starts about
     2 ln(vocabulary) lower under an untrained model: the tiny word tokenizer keeps message
@@ -228,26 +240,22 @@ def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
     model, prompts, candidates = rollout_batch
     ids, mask = prompts.ue_ids, prompts.ue_mask
     distinct = int(group_rows(ids)[2])
-    if not duplicates:  # one row of each group: nothing repeats
-        keep = np.unique(np.asarray(ids), axis=0, return_index=True)[1]
-        ids, mask = ids[keep], mask[keep]
-        assert int(group_rows(ids)[2]) == ids.shape[0] == distinct
-    else:
-        assert ids.shape[0] == 64 and distinct <= 32  # half the rows or fewer
+    assert ids.shape[0] == 64 and distinct <= 32  # half the rows or fewer
+    if not duplicates:  # every row made distinct by its last token: nothing repeats
+        ids, mask = ids.at[:, -1].set(2 + jnp.arange(64)), mask.at[:, -1].set(True)
+        assert int(group_rows(ids)[2]) == 64
     valid = jnp.arange(ids.shape[0]) % 5 != 4  # some rows count as padded slots
     weights = (
         jnp.asarray(np.random.default_rng(0).normal(size=(ids.shape[0], 6)), jnp.float32) * valid[:, None]
     )
     graph, params = nnx.split(model)
 
-    def loss(params, chunk):
+    def loss(params, ids, mask, chunk):  # the batch as arguments: both cases run one program
         out = act(nnx.merge(graph, params), ids, mask, candidates.ue, dedup_chunk=chunk, valid=valid)
         return jnp.sum(out.log_probs * weights) + jnp.sum(valid * out.value**2), out
 
-    results = [
-        jax.jit(jax.value_and_grad(lambda p, c=chunk: loss(p, c), has_aux=True))(params)
-        for chunk in (None, 4)
-    ]
+    step = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=3)
+    results = [step(params, ids, mask, chunk) for chunk in (None, 4)]
     (l_full, out_full), g_full = results[0]
     (l_dedup, out_dedup), g_dedup = results[1]
     rows = np.asarray(valid)
@@ -285,18 +293,22 @@ def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batc
     detached = nnx.split(twin)[0]
     ids, mask = prompts.ue_ids[:8], prompts.ue_mask[:8]
 
-    def grads(graphdef, term):
-        def loss(p):
+    def grads(graphdef):
+        """The value term's and the policy term's gradients, in one program (eagerly, every
+        operation would compile on its own)."""
+
+        def loss(p, term):
             out = nnx.merge(graphdef, p)(ids, mask, candidates.ue)
             return jnp.sum(out.value**2) if term == "value" else jnp.sum(out.log_probs[:, 0])
 
-        return nnx.to_pure_dict(jax.grad(loss)(params))
+        both = jax.jit(lambda p: [jax.grad(loss)(p, term) for term in ("value", "policy")])(params)
+        return [nnx.to_pure_dict(g) for g in both]
 
-    shared, alone = grads(graph, "value"), grads(detached, "value")
-    t5_norm = lambda g: float(jnp.linalg.norm(ravel_pytree(g["t5"])[0]))  # noqa: E731
+    (shared, shared_policy), (alone, alone_policy) = grads(graph), grads(detached)
+    t5_norm = lambda g: float(np.linalg.norm(ravel_pytree(g["t5"])[0]))  # noqa: E731
     assert t5_norm(shared) > 0 and t5_norm(alone) == 0
     jax.tree.map(np.testing.assert_array_equal, shared["value_head"], alone["value_head"])
-    jax.tree.map(np.testing.assert_array_equal, grads(graph, "policy"), grads(detached, "policy"))
+    jax.tree.map(np.testing.assert_array_equal, shared_policy, alone_policy)
 
 
 @pytest.mark.parametrize("chunk", [16, 1000])

@@ -105,6 +105,14 @@ def test_sweep_trains_every_seed_and_value_together(tmp_path, capsys):
         (["train", "--resume"], "is not a jaxmac run directory"),
         (["train", "--eval-ues", "9"], "eval_ues must be UE counts in [1, max_ues=8]"),
         (["train", "--algo", "llm4mac", "--head-scale", "0"], "head_scale must be a finite number > 0"),
+        (
+            ["train", "--algo", "llm4mac", "--checkpoint-head-scale", "0.3"],
+            "checkpoint_head_scale scales a checkpoint's LM head, and this T5 is drawn",
+        ),
+        (
+            ["train", "--algo", "llm4mac", "--checkpoint-head-scale", "inf"],
+            "checkpoint_head_scale must be a finite number, got inf",
+        ),
     ],
 )
 def test_train_rejects_bad_input_naming_the_field(argv, message, tmp_path, capsys):
@@ -230,10 +238,11 @@ def _event_scalars(directory):
 def test_a_sweep_from_a_config_file_writes_tensorboard_events_of_its_metric_rows(tmp_path, capsys):
     pytest.importorskip("tensorboardX")
     config, run = tmp_path / "sweep.yaml", tmp_path / "s"
-    argv = [*SMALL[:-2], "--eval-episodes", "4", "--eval-ues", "2", "--updates", "2"]
+    # the sweep of test_sweep_trains_every_seed_and_value_together, from a file (its programs)
+    argv = [*SMALL, "--updates", "2", "--seeds", "0-1", "--sweep", "lr=1e-3,3e-4"]
     options = dict(zip(argv[::2], argv[1::2], strict=True))
     config.write_text("".join(f"{k.removeprefix('--')}: {v}\n" for k, v in options.items()))
-    assert main(["sweep", "--config", str(config), "--seeds", "0-1", "--tensorboard", "--out", str(run)]) == 0
+    assert main(["sweep", "--config", str(config), "--tensorboard", "--out", str(run)]) == 0
     saved = json.loads((run / "config.json").read_text())  # the merged configuration
     assert (saved["seeds"], saved["algorithm"]["updates"], saved["agent"]["hidden"]) == ([0, 1], 2, 16)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -242,4 +251,5 @@ def test_a_sweep_from_a_config_file_writes_tensorboard_events_of_its_metric_rows
         tag = f"member_{row['member']}/loss"
         assert (tag, row["update"], pytest.approx(row["loss"], rel=1e-6)) in scalars
     evaluated = {tag for tag, step, _ in scalars if tag.startswith("eval") and step == 2}
-    assert {f"eval/seed_{s}/throughput_n2" for s in (0, 1)} <= evaluated
+    members = [f"seed_{s}_lr_{lr}" for s in (0, 1) for lr in (0.001, 0.0003)]
+    assert {f"eval/{m}/throughput_n{n}" for m in members for n in (1, 2)} <= evaluated

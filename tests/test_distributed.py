@@ -1,5 +1,5 @@
 """Multi-process runs (``jaxmac.distributed``): two local CPU processes form one JAX cluster
-(gloo collectives) and train as one process with two devices does."""
+(gloo collectives) and train as one process does."""
 
 import json
 import socket
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from processes import host_devices
 
+from jaxmac.cli.main import main
 from jaxmac.distributed import initialize
 from jaxmac.training import Checkpoints, Run, RunConfig
 
@@ -65,9 +66,11 @@ def _params(directory):
 
 
 @pytest.mark.slow
-def test_two_processes_train_and_resume_as_one_process_with_two_devices(tmp_path):
+def test_two_processes_train_and_resume_as_one_process_does(tmp_path, capsys):
+    """Two processes of one device each against this process's one device (the episodes
+    split over two devices train as on one: a sum in another order, hence the tolerances)."""
     one, two = tmp_path / "one", tmp_path / "two"
-    _finished([_jaxmac(["train", *TRAIN, "--updates", "4", "--out", str(one)], 2)])
+    assert main(["train", *TRAIN, "--updates", "4", "--out", str(one)]) == 0
     first = _two_processes(["train", *TRAIN, "--updates", "2", "--out", str(two)])
     second = _two_processes(["train", *TRAIN, "--updates", "4", "--resume", "--out", str(two)])
     # the main process alone prints (gloo's own connection line aside) and writes the files;
@@ -78,9 +81,9 @@ def test_two_processes_train_and_resume_as_one_process_with_two_devices(tmp_path
     rows = {d: [json.loads(r) for r in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two)}
     assert [r["update"] for r in rows[two]] == [1, 2, 3, 4]
     for a, b in zip(rows[one], rows[two], strict=True):
-        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-4)
     for a, b in zip(jax.tree.leaves(_params(one)), jax.tree.leaves(_params(two)), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
     evaluated = [json.loads((d / "eval.json").read_text()) for d in (one, two)]
     assert [r["throughput"] for r in evaluated[0]] == pytest.approx([r["throughput"] for r in evaluated[1]])
 

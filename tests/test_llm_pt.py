@@ -172,6 +172,11 @@ def test_llm_pt_trains_resumes_and_evaluates_from_the_command_line(tmp_path, cap
         trained = run.member_params(run.restore(checkpoints), 0)["t5"]
     started = make_agent("llm4mac", run.agent.env, model=str(tmp_path / "t5")).init(jax.random.PRNGKey(0))
     chex.assert_trees_all_equal(started["t5"], trained)
+    # PPO's exploring start: the same T5 with its LM head at 0.3 of its trained scale
+    spread = make_agent("llm4mac", run.agent.env, model=str(tmp_path / "t5"), checkpoint_head_scale=0.3)
+    spread_t5 = spread.init(jax.random.PRNGKey(0))["t5"]
+    np.testing.assert_allclose(spread_t5["lm_head"]["kernel"], 0.3 * trained["lm_head"]["kernel"], rtol=1e-6)
+    chex.assert_trees_all_equal({**spread_t5, "lm_head": trained["lm_head"]}, trained)
     for argv, message in (
         (["--checkpoint", str(out), "--out", str(tmp_path / "t5")], "exists: an export writes a new"),
         (

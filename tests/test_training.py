@@ -255,49 +255,45 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 
 @pytest.mark.slow
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
-    """Every algorithm, one process with 4 host devices: the same updates on 1 and on 4."""
+    """Every algorithm's run in one process with 4 host devices (episodes sharded over them,
+    evaluation too) trains what the same run does on this process's one device; its
+    checkpoints restore here, onto one device, and evaluate to the rows it wrote."""
     script = textwrap.dedent(
         """
         import json, sys
-        import jax, numpy as np
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-        from jaxmac.agents import LearnedPolicy
-        from jaxmac.evaluation import evaluate
-        from jaxmac.training import RunConfig
+        from pathlib import Path
+        import jax
+        from jaxmac.training import RunConfig, train_run
         assert jax.device_count() == 4
-        for data in json.loads(sys.argv[1]):
-            config = RunConfig.from_json(data)
-            hp = config.base_hparams()
-            out = []
-            for devices in (jax.devices()[:1], jax.devices()):
-                algorithm = config.build_algorithm(Mesh(devices, ("episodes",)))
-                state = jax.jit(algorithm.init)(jax.random.PRNGKey(0), hp)
-                state, metrics = jax.jit(algorithm.update_chunk, static_argnums=2)(state, hp, 3)
-                assert len(state.env_state.queue.sharding.device_set) == len(devices)
-                out.append(jax.device_get((algorithm.policy_params(state), metrics["loss"])))
-            for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
-                np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
-            print("same", config.algo)
-        # evaluation lays its episodes out over the same mesh, with the same results
-        policy = LearnedPolicy(algorithm.agent, out[1][0])
-        rows = [
-            evaluate(algorithm.agent.env, policy, hp.env, [1, 2], 16, chunk_size=32, sharding=sharding).rows
-            for sharding in (None, NamedSharding(Mesh(jax.devices(), ("episodes",)), P("episodes")))
-        ]
-        assert rows[0] == rows[1], rows
-        print("same evaluate")
+        for algo, data in json.loads(sys.argv[1]).items():
+            result = train_run(RunConfig.from_json(data), Path(sys.argv[2]) / algo, log=lambda _: None)
+            assert len(result.state.env_state.queue.sharding.device_set) == 4
+            print("sharded", algo)
         """
     )
-    configs = json.dumps([c.to_json() for c in SMALL_RUNS.values()])
-    env = host_devices(4)
+    configs = json.dumps({algo: c.to_json() for algo, c in SMALL_RUNS.items()})
+    four = tmp_path / "four"
     done = subprocess.run(
-        [sys.executable, "-c", script, configs], env=env, capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", script, configs, str(four)],
+        env=host_devices(4),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == [word for algo in SMALL_RUNS for word in ("same", algo)] + [
-        "same",
-        "evaluate",
-    ]
+    assert done.stdout.split() == [word for algo in SMALL_RUNS for word in ("sharded", algo)]
+    for algo, config in SMALL_RUNS.items():
+        # the same run on one device (its programs are the other SMALL runs' of this process)
+        one = train_run(config, tmp_path / "one" / algo, log=lambda _: None)
+        run = Run.build(config, four / algo)
+        with Checkpoints(four / algo / "checkpoints", create=False) as checkpoints:
+            sharded = run.restore(checkpoints)
+        chex.assert_trees_all_close(
+            run.algorithm.policy_params(sharded), run.algorithm.policy_params(one.state), rtol=2e-4, atol=2e-5
+        )
+        # the evaluation's episodes laid out over 4 devices give this process's rows
+        written = json.loads((four / algo / "eval.json").read_text())
+        assert run.evaluate(sharded).rows == written
 
 
 @pytest.mark.slow

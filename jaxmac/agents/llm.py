@@ -135,7 +135,10 @@ class LLMAgent(LanguageAgent):
       sie: structured identity embedding in the prompts (False: Abl. SIE).
       raw_logits: score candidates by summed raw logits (the authors' code) instead of Eq. 9.
       value_hidden: the value head's width.
-      head_scale: a drawn LM head's scale (``init``); a checkpoint's head is kept as it is.
+      head_scale: a drawn LM head's scale (``init``).
+      checkpoint_head_scale: what a checkpoint's LM head is multiplied by at ``init`` (1: kept
+        as it is; below 1, every logit shrinks by that factor, so a supervised model's sharp
+        decisions start spread out enough for PPO to explore).
       detach_value: the value head reads stop-gradient T5 states (``LanguageActorCritic``).
       dedup_chunk: distinct prompts per step of the deduplicated loop (forward and backward):
         larger runs bigger matrix products, smaller bounds memory (peak memory follows it).
@@ -160,6 +163,11 @@ class LLMAgent(LanguageAgent):
     head_scale: float = setting(
         1.0, "a drawn T5's LM head is N(0, head_scale^2 / d_model) (small: a near-uniform start)"
     )
+    checkpoint_head_scale: float = setting(
+        1.0,
+        "a checkpoint's LM head is multiplied by it at the start (below 1: its sharp decisions "
+        "spread out, so PPO explores)",
+    )
     detach_value: bool = setting(
         False, "the value head reads stop-gradient T5 states: the value loss trains the head alone"
     )
@@ -175,7 +183,8 @@ class LLMAgent(LanguageAgent):
         options = with_defaults(cls, options)
         for name in ("value_hidden", "dedup_chunk"):
             check_count(name, options[name])
-        check_number("head_scale", options["head_scale"], positive=True)
+        for name in ("head_scale", "checkpoint_head_scale"):
+            check_number(name, options[name], positive=True)
         language = LanguageModel.load(
             env,
             options["model"],
@@ -185,6 +194,17 @@ class LLMAgent(LanguageAgent):
             options["bs_target"],
         )
         t5 = language.t5
+        if options["checkpoint_head_scale"] != 1.0:
+            if language.t5_params is None:
+                raise ValueError(
+                    "checkpoint_head_scale scales a checkpoint's LM head, and this T5 is drawn "
+                    f"(model={options['model']!r}, pretrained={options['pretrained']}): use head_scale"
+                )
+            if t5.cfg.tie_word_embeddings:
+                raise ValueError(
+                    f"checkpoint_head_scale needs an LM head of its own; {options['model']!r} ties "
+                    "it to the input embedding, which the scale would change too"
+                )
         actor = nnx.eval_shape(
             lambda: LanguageActorCritic(
                 t5,
@@ -212,14 +232,18 @@ class LLMAgent(LanguageAgent):
         of 0.1 starts the policy near uniform, as PPO implementations draw their policy layer
         small, and makes the first PPO update gentle (README, "LLM4MAC on this CPU"). LLM-PT
         keeps transformers' draw, under which its supervised BS accuracy left its plateau sooner
-        (README, "LLM-PT on this CPU")."""
+        (README, "LLM-PT on this CPU"). A checkpoint's LM head is multiplied by
+        checkpoint_head_scale: 0.3 spread an LLM-PT model's decisions from 0.03 to 0.3 nats of
+        entropy, and PPO from it then found better than the Baseline it had imitated (README,
+        "LLM4MAC on this CPU")."""
         t5_key, head_key = jax.random.split(key)
         head = nnx.to_pure_dict(
             nnx.split(ValueHead(self.cfg.d_model, self.value_hidden, nnx.Rngs(head_key)))[1]
         )
         t5 = t5_init(self.cfg, self.t5_params, t5_key)
-        if self.t5_params is None and "lm_head" in t5:
-            scale = self.head_scale * self.cfg.d_model**-0.5
+        if "lm_head" in t5:
+            drawn = self.head_scale * self.cfg.d_model**-0.5
+            scale = drawn if self.t5_params is None else self.checkpoint_head_scale
             t5 = {**t5, "lm_head": {"kernel": t5["lm_head"]["kernel"] * scale}}
         return {"t5": t5, "value_head": head}
 
