@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -97,6 +98,12 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name.replace('_', '-')} must be an integer >= 1, got {getattr(args, name)}")
     if args.warmup_updates < 0:
         parser.error(f"--warmup-updates must be an integer >= 0, got {args.warmup_updates}")
+    # checked here as well as by jaxmac train: a bad PPO option would otherwise stop the run
+    # after its LLM-PT stages
+    if not (math.isfinite(args.ppo_head_scale) and args.ppo_head_scale > 0):
+        parser.error(f"--ppo-head-scale must be a finite number > 0, got {args.ppo_head_scale}")
+    if not (math.isfinite(args.pt_frequency_power) and args.pt_frequency_power >= 0):
+        parser.error(f"--pt-frequency-power must be a finite number >= 0, got {args.pt_frequency_power}")
     warm, warm_t5 = args.out / "llm-pt-warmup", args.out / "llm-pt-warmup-t5"
     pt, t5, ppo = args.out / "llm-pt", args.out / "llm-pt-t5", args.out / "llm4mac"
 

@@ -234,7 +234,7 @@ class LLMAgent(LanguageAgent):
         keeps transformers' draw, under which its supervised BS accuracy left its plateau sooner
         (README, "LLM-PT on this CPU"). A checkpoint's LM head is multiplied by
         checkpoint_head_scale: 0.3 spread an LLM-PT model's decisions from 0.03 to 0.3 nats of
-        entropy, and PPO from it then found better than the Baseline it had imitated (README,
+        entropy, and PPO from it then beat the Baseline it had imitated at 1-3 UEs (README,
         "LLM4MAC on this CPU")."""
         t5_key, head_key = jax.random.split(key)
         head = nnx.to_pure_dict(

@@ -42,7 +42,7 @@ from jaxmac.training import (
 #: prompts the tiny random T5 did not learn in that budget; with the Abl. SIE prompts the same
 #: settings did (sampled); with ``--model`` an exported LLM-PT run, ``--lr`` 1e-4 and
 #: ``--checkpoint-head-scale 0.3`` (``experiments/llm4mac_from_llm_pt.py``) 25 updates beat
-#: ``random`` at 1-8 UEs and ``contention_free`` at 1-2. Departures from
+#: ``random`` at 1-8 UEs and ``contention_free`` at 1-3. Departures from
 #: docs/SPEC.md §3, each explained in the README: ``gamma`` 0.8 (a delivery is rewarded in the TTI
 #: of its transmission), the value head on stop-gradient states (``detach_value``: the value loss
 #: does not steer the shared T5), a drawn LM head at 0.1 of its scale (a near-uniform start and a
