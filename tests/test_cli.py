@@ -154,3 +154,22 @@ def test_every_command_of_make_demo_parses():
         assert parse_args(argv).func is not None, argv
     scripts = [line.split()[1] for line in lines if line.startswith("$(BIN)/python ")]
     assert scripts and all((ROOT / script).is_file() for script in scripts)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--ppo-head-scale", "0"], "--ppo-head-scale must be a finite number > 0, got 0.0"),
+        (["--pt-frequency-power", "-1"], "--pt-frequency-power must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_the_llm4mac_pipeline_rejects_a_bad_option_before_any_stage(tmp_path, option, message):
+    """A bad PPO setting is named at once, not after the LLM-PT stages' ten minutes."""
+    script = ROOT / "experiments" / "llm4mac_from_llm_pt.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "run"), *option],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "run").exists()
