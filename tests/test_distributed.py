@@ -66,7 +66,7 @@ def _params(directory):
 
 
 @pytest.mark.slow
-def test_two_processes_train_and_resume_as_one_process_does(tmp_path, capsys):
+def test_two_processes_train_and_resume_as_one_process_does(tmp_path):
     """Two processes of one device each against this process's one device (the episodes
     split over two devices train as on one: a sum in another order, hence the tolerances)."""
     one, two = tmp_path / "one", tmp_path / "two"

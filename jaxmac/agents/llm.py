@@ -241,9 +241,9 @@ class LLMAgent(LanguageAgent):
             nnx.split(ValueHead(self.cfg.d_model, self.value_hidden, nnx.Rngs(head_key)))[1]
         )
         t5 = t5_init(self.cfg, self.t5_params, t5_key)
-        if "lm_head" in t5:
-            drawn = self.head_scale * self.cfg.d_model**-0.5
-            scale = drawn if self.t5_params is None else self.checkpoint_head_scale
+        drawn = self.t5_params is None
+        scale = self.head_scale * self.cfg.d_model**-0.5 if drawn else self.checkpoint_head_scale
+        if "lm_head" in t5 and scale != 1.0:  # a checkpoint's head kept as it is is not copied
             t5 = {**t5, "lm_head": {"kernel": t5["lm_head"]["kernel"] * scale}}
         return {"t5": t5, "value_head": head}
 
