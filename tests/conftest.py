@@ -37,11 +37,35 @@ def optimized():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (15 s or more on a 2-core CPU) run first, in their files' order:
-    each worker starts on long tests and the quick ones are left to steal at the end, so no
-    worker ends alone on a long test while the other waits. ``pytest -m "not slow"`` runs the
-    rest alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Tests marked ``slow`` (15 s or more on a 2-core CPU) run first on every worker. xdist's
+    ``worksteal`` hands each of the N workers one contiguous block of the collection (``_blocks``)
+    and lets an idle worker take the tail of another's queue, so each block starts with slow
+    tests (a file's together, for its module fixtures; the files with the most first, each to
+    the worker with the fewest so far) and quick ones fill the rest: every worker starts on long
+    tests, and what is stolen at the end is quick. ``pytest -m "not slow"`` runs the quick ones."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    by_file: dict[str, list] = {}
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            by_file.setdefault(item.path, []).append(item)
+    dealt: list[list] = [[] for _ in range(workers)]
+    for group in sorted(by_file.values(), key=len, reverse=True):
+        min(dealt, key=len).extend(group)
+    quick = [item for item in items if item.get_closest_marker("slow") is None]
+    ordered = []
+    for slow, size in zip(dealt, _blocks(len(items), workers), strict=True):
+        fill = max(0, size - len(slow))
+        ordered += slow + quick[:fill]
+        del quick[:fill]
+    items[:] = ordered + quick
+
+
+def _blocks(count: int, workers: int) -> list[int]:
+    """The sizes of the blocks ``worksteal`` first sends to ``workers`` idle workers."""
+    sizes: list[int] = []
+    for i in range(workers):
+        sizes.append((count - sum(sizes)) // (workers - i))
+    return sizes
 
 
 def pytest_sessionfinish(session, exitstatus):

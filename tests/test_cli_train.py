@@ -5,15 +5,11 @@ import re
 import struct
 
 import pytest
+import small_runs
 
 from jaxmac.cli.main import main
 
-#: Settings of every small run below.
-COMMON = [
-    *("--max-ues", "2", "--episode-len", "6", "--ues", "1-2", "--episodes", "16", "--chunk", "2"),
-    *("--eval-episodes", "10"),  # last: a test below replaces it
-]
-SMALL = ["--algo", "mappo", "--hidden", "16", "--epochs", "1", "--minibatches", "2", *COMMON]
+SMALL = small_runs.MAPPO
 
 
 @pytest.mark.slow
@@ -56,7 +52,7 @@ def test_train_resume_then_eval_the_checkpoint_beside_scripted_protocols(tmp_pat
         main([*argv, "--max-ues", "4"])
 
 
-MADDPG_SMALL = ["--algo", "maddpg", "--hidden", "16", "--batch-size", "32", "--replay-size", "1024", *COMMON]
+MADDPG_SMALL = small_runs.MADDPG
 
 
 @pytest.mark.slow

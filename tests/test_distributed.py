@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import small_runs
 from processes import host_devices
 
 from jaxmac.cli.main import main
@@ -18,12 +19,9 @@ from jaxmac.training import Checkpoints, Run, RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: A small MAPPO run with an evaluation and a resume; both devices hold episodes.
-TRAIN = [
-    *("--algo", "mappo", "--hidden", "16", "--epochs", "1", "--minibatches", "2", "--max-ues", "2"),
-    *("--episode-len", "6", "--ues", "1-2", "--episodes", "16", "--chunk", "2"),
-    *("--eval-ues", "1-2", "--eval-episodes", "8"),
-]
+#: The small MAPPO run of the other training tests (its one-device programs are theirs), with
+#: an evaluation and a resume; both devices hold episodes.
+TRAIN = [*small_runs.MAPPO, "--eval-ues", "1-2"]
 
 
 def _free_port() -> int:

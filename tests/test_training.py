@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import small_runs
 from processes import host_devices
+from small_runs import run_config
 
 from jaxmac.agents import LearnedPolicy
 from jaxmac.evaluation import evaluate
@@ -36,29 +38,10 @@ from jaxmac.training import (
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL = RunConfig(
-    algo="mappo",
-    agent={"hidden": 16},
-    env={"max_ues": 2, "episode_len": 6},
-    env_params={"n_min": 1, "n_max": 2},
-    algorithm={"num_envs": 16, "epochs": 2, "minibatches": 2, "updates": 4},
-    chunk=2,
-    eval_episodes=20,
-)
+SMALL = run_config(small_runs.MAPPO)
 
 #: A small run of every algorithm: the guarantees below hold for each.
-SMALL_RUNS = {
-    "mappo": SMALL,
-    "maddpg": dataclasses.replace(
-        SMALL,
-        algo="maddpg",
-        algorithm={"num_envs": 16, "batch_size": 32, "replay_size": 1024, "train_steps": 2, "updates": 4},
-    ),
-}
-
-
-def _stack(trees):
-    return jax.tree.map(lambda *x: jnp.stack(x), *trees)
+SMALL_RUNS = {"mappo": SMALL, "maddpg": run_config(small_runs.MADDPG)}
 
 
 @pytest.mark.slow
@@ -204,14 +187,14 @@ def test_an_evaluation_cut_short_is_made_on_resume_and_an_update_evaluated_again
         ]
 
     train_run(config, run, resume=True, log=lambda _: None)
-    assert evaluated() == [(2, 20), (2, 20), (4, 20), (4, 20)]  # UE counts 1 and 2 at each
+    assert evaluated() == [(2, 10), (2, 10), (4, 10), (4, 10)]  # UE counts 1 and 2 at each
     best = json.loads((run / "best.json").read_text())
     train_run(config, run, resume=True, log=lambda _: None)  # a finished run: evaluated again
-    assert evaluated() == [(2, 20), (2, 20), (4, 20), (4, 20)]
+    assert evaluated() == [(2, 10), (2, 10), (4, 10), (4, 10)]
     assert json.loads((run / "best.json").read_text()) == best
     said = []
     train_run(dataclasses.replace(config, eval_episodes=8), run, resume=True, log=said.append)
-    assert evaluated() == [(2, 20), (2, 20), (4, 8), (4, 8)]
+    assert evaluated() == [(2, 10), (2, 10), (4, 8), (4, 8)]
     assert any("the best is chosen anew at 4" in m for m in said), said
     assert json.loads((run / "best.json").read_text())["evaluation"]["episodes"] == 8
     assert Checkpoints(run / "best", create=False).latest() == 4
@@ -296,43 +279,43 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         assert run.evaluate(sharded).rows == written
 
 
+#: A sweep of each small run: the command-line sweep tests' (their programs are these).
+SMALL_SWEEPS = {"mappo": ((0, 1), {"lr": (1e-3, 3e-4)}), "maddpg": ((0,), {"tau": (0.01, 0.1)})}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", SMALL_RUNS)
-def test_one_compile_serves_every_hyperparameter_value_and_vmapped_it_is_a_sweep(algo):
+def test_one_compile_serves_every_hyperparameter_value_and_vmapped_it_is_a_sweep(algo, tmp_path):
     """The chunk program compiles once for any traced hyperparameter values and any update count
-    up to its length; ``vmap`` of init + chunk over keys and values trains each seed and value
-    as its own run does."""
+    up to its length; a sweep (``vmap`` of init + chunk over seeds and values) trains each
+    member as its own run does."""
     config = SMALL_RUNS[algo]
-    algorithm = config.build_algorithm()
-    chunk = jax.jit(chex.assert_max_traces(algorithm.update_chunk, n=1), static_argnums=2)
-    init = jax.jit(algorithm.init)
-    base = config.base_hparams()
-    hps = [base.replace(lr=1e-3), base.replace(lr=3e-4, gamma=0.9)]
-    keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
-    singles = [chunk(init(key, hp), hp, 3, 3)[0] for key, hp in zip(keys, hps, strict=True)]
-
-    def train(key, hp):
-        return algorithm.update_chunk(algorithm.init(key, hp), hp, 3)
-
-    stacked, metrics = jax.jit(jax.vmap(train))(keys, _stack(hps))
-    assert metrics["loss"].shape == (2, 3)
-    for i, single in enumerate(singles):
+    seeds, grid = SMALL_SWEEPS[algo]
+    sweep = Run.build(dataclasses.replace(config, seeds=seeds, grid=grid), tmp_path / "sweep")
+    stacked, metrics = sweep.chunk(sweep.init(), config.chunk)
+    assert metrics["loss"].shape == (len(sweep.keys), config.chunk)
+    run = Run.build(config, tmp_path / "one")  # every member's values through one program
+    for i in range(len(sweep.keys)):
+        member = dataclasses.replace(
+            run, keys=sweep.keys[i : i + 1], hparams=jax.tree.map(lambda x, i=i: x[i : i + 1], sweep.hparams)
+        )
+        single, _ = member.chunk(member.init(), config.chunk)
         chex.assert_trees_all_close(
-            jax.tree.map(lambda x, i=i: x[i], algorithm.policy_params(stacked)),
-            algorithm.policy_params(single),
+            jax.tree.map(lambda x, i=i: x[i], run.algorithm.policy_params(stacked)),
+            jax.tree.map(lambda x: x[0], run.algorithm.policy_params(single)),
             rtol=1e-4,
             atol=1e-5,
         )
-    state = singles[0]
+    base = jax.tree.map(lambda x: x[0], run.hparams)
     other_env = base.env.replace(p_arrival=0.9, n_max=1)
-    for hp, count in zip((base.replace(gamma=0.9), base.replace(env=other_env)), (2, 1), strict=True):
-        before = int(state.update)
-        state, metrics = chunk(state, hp, 3, count)  # a chunk of 3 that does `count` updates
-        assert int(state.update) == before + count
-    assert metrics["loss"].shape == (3,)
-    assert np.isfinite(metrics["loss"][0]) and np.isnan(metrics["loss"][1:]).all()  # the last count was 1
-    assert chunk._cache_size() == 1
-    chex.clear_trace_counter()
+    state = single
+    for hp, count in ((base.replace(gamma=0.9), 2), (base.replace(env=other_env), 1)):
+        before = int(state.update[0])
+        other = dataclasses.replace(run, hparams=jax.tree.map(lambda x: x[None], hp))
+        state, metrics = other.chunk(state, count)
+        assert int(state.update[0]) == before + count
+        assert metrics["loss"].shape == (1, count) and np.isfinite(metrics["loss"]).all()
+    assert len(run.programs.chunks) == 1  # one program for every value and count
 
 
 #: What each learner gets to clearly beat ``random`` at 1 and 2 UEs (about 20-30 s each here).
