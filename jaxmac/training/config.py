@@ -220,8 +220,10 @@ class RunConfig:
 
     def program_key(self) -> str:
         """Sorted JSON of what the run's compiled programs depend on: every field but
-        ``HOST_FIELDS``, and the number of members."""
+        ``HOST_FIELDS`` and the run's length in updates (the host loop counts them; no program
+        reads it: ``Algorithm.update_chunk``), and the number of members."""
         fields = {k: v for k, v in self.to_json().items() if k not in HOST_FIELDS}
+        fields["algorithm"] = {k: v for k, v in fields["algorithm"].items() if k != "updates"}
         return json.dumps({**fields, "members": len(self.members())}, sort_keys=True)
 
     @classmethod

@@ -98,11 +98,12 @@ def _member(stacked: Any, i: jax.Array) -> Any:
 class Programs:
     """What every run of one configuration on one mesh shares within a process: the algorithm
     (its agent holds the model and the prompt tables), the stacked state's shardings, and the
-    jitted init and chunk functions. Runs of an equal configuration (a resume, ``jaxmac eval
-    --checkpoint`` after training in the same process, a notebook's second run) get the same
-    ``Programs`` (``shared_programs``), so they neither rebuild the agent nor trace or compile
-    its programs again: jit's caches and ``chunks`` serve them (state of other shapes or dtypes
-    compiles anew)."""
+    jitted init and chunk functions. Runs of an equal configuration but for their length (a
+    resume, also one that extends the run; ``jaxmac eval --checkpoint`` after training in the
+    same process; a notebook's second run) get the same ``Programs`` (``shared_programs``), so
+    they neither rebuild the agent nor trace or compile its programs again: jit's caches and
+    ``chunks`` serve them (state of other shapes or dtypes compiles anew). The algorithm's
+    ``config.updates`` is its method's default: the programs never read it."""
 
     algorithm: Algorithm
     agent: Agent  # the run's agent, unbounded: the algorithm trains it bounded (``Agent.bounded``)
@@ -166,14 +167,11 @@ class Programs:
 
     @functools.cached_property
     def chunk_key(self) -> str:
-        """What the chunk programs depend on besides their arguments: the configuration, the
-        algorithm (its agent's prompt tables included) and the mesh, less the total number of
-        updates, which ``update_chunk`` never reads: a resume that extends a run calls the same
-        program."""
-        fields = json.loads(self.key)
-        fields["algorithm"] = {k: v for k, v in fields["algorithm"].items() if k != "updates"}
-        config = dataclasses.replace(self.algorithm.config, updates=1)
-        return fingerprint(fields, dataclasses.replace(self.algorithm, config=config), str(self.mesh))
+        """What the chunk programs depend on besides their arguments: the configuration (its
+        ``program_key``, which leaves out the run's length: a resume that extends a run, in a
+        later process, calls the same stored program), the algorithm (its agent's prompt tables
+        included) and the mesh."""
+        return fingerprint(json.loads(self.key), self.algorithm, str(self.mesh))
 
 
 @functools.lru_cache(maxsize=4)
