@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config, items):
     the worker with the fewest so far) and quick ones fill the rest: every worker starts on long
     tests, and what is stolen at the end is quick. ``pytest -m "not slow"`` runs the quick ones."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    by_file: dict[str, list] = {}
+    by_file: dict[Path, list] = {}
     for item in items:
         if item.get_closest_marker("slow") is not None:
             by_file.setdefault(item.path, []).append(item)
