@@ -317,6 +317,10 @@ def test_one_compile_serves_every_hyperparameter_value_and_vmapped_it_is_a_sweep
         state, metrics = other.chunk(state, count)
         assert int(state.update[0]) == before + count
         assert metrics["loss"].shape == (1, count) and np.isfinite(metrics["loss"]).all()
+    # the one program behind every call: it does `count` of its `chunk` updates, NaN past them
+    _, metrics = run.programs.compiled_chunk(state, run.hparams, config.chunk)(state, run.hparams, 1)
+    assert metrics["loss"].shape == (1, config.chunk)
+    assert np.isfinite(metrics["loss"][0, 0]) and np.isnan(metrics["loss"][0, 1:]).all()
     assert len(run.programs.chunks) == 1  # one program for every value and count
 
 
