@@ -18,6 +18,10 @@ os.environ["JAXMAC_XLA_CACHE"] = str(_SESSION_CACHE)
 # chunk here) and runs slower. Every process a test starts inherits this; a test whose time is
 # running asks for the ``optimized`` fixture.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# Without its optimisations XLA's CPU compiler spends most of a compile in its MLIR fusion
+# emitters; its older emitters compile the same programs for about 40% less CPU time (the tiny
+# LLM4MAC chunk: 27 s instead of 44 s here). With the optimisations on they save nothing.
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -1,5 +1,7 @@
 """The actor-critic: candidate scoring against PyTorch (Lamorel's way), dedup exactness, fusion."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -308,7 +310,9 @@ def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batc
     t5_norm = lambda g: float(np.linalg.norm(ravel_pytree(g["t5"])[0]))  # noqa: E731
     assert t5_norm(shared) > 0 and t5_norm(alone) == 0
     jax.tree.map(np.testing.assert_array_equal, shared["value_head"], alone["value_head"])
-    jax.tree.map(np.testing.assert_array_equal, shared_policy, alone_policy)
+    # the same gradient from two programs (XLA may fuse them differently: rounding apart)
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7)
+    jax.tree.map(close, shared_policy, alone_policy)
 
 
 @pytest.mark.parametrize("chunk", [16, 1000])
