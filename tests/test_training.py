@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import small_runs
 from processes import host_devices
-from small_runs import run_config
 
 from jaxmac.agents import LearnedPolicy
 from jaxmac.evaluation import evaluate
@@ -38,10 +37,10 @@ from jaxmac.training import (
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL = run_config(small_runs.MAPPO)
+SMALL = small_runs.run_config(small_runs.MAPPO)
 
 #: A small run of every algorithm: the guarantees below hold for each.
-SMALL_RUNS = {"mappo": SMALL, "maddpg": run_config(small_runs.MADDPG)}
+SMALL_RUNS = {"mappo": SMALL, "maddpg": small_runs.run_config(small_runs.MADDPG)}
 
 
 @pytest.mark.slow
