@@ -6,12 +6,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# Compiled programs go to a cache of this test session (shared by its workers), never the
-# user's: a program compiled again (a resumed run, a CLI call after another) is reloaded.
-if "PYTEST_XDIST_TESTRUNUID" in os.environ:
-    _SESSION_CACHE = Path(tempfile.gettempdir()) / f"jaxmac-test-xla-{os.environ['PYTEST_XDIST_TESTRUNUID']}"
-else:
-    _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="jaxmac-test-xla-"))
+# Compiled programs go to a cache of this test session, never the user's: a program compiled
+# again (a resumed run, a CLI call after another) is reloaded. The controller (or a run without
+# workers) makes the directory and removes it at the end; its workers inherit it through the
+# environment.
+_OWNS_CACHE = "JAXMAC_TEST_SESSION_CACHE" not in os.environ
+if _OWNS_CACHE:
+    os.environ["JAXMAC_TEST_SESSION_CACHE"] = tempfile.mkdtemp(prefix="jaxmac-test-xla-")
+_SESSION_CACHE = Path(os.environ["JAXMAC_TEST_SESSION_CACHE"])
 os.environ["JAXMAC_XLA_CACHE"] = str(_SESSION_CACHE)
 # Most of the suite's programs run briefly, so their time is compiling: with XLA's optimisations
 # off a training program compiles in about two thirds of the time (34 s -> 22 s for the tiny LLM4MAC
@@ -73,6 +75,6 @@ def _blocks(count: int, workers: int) -> list[int]:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The controller (or a run without workers) removes the session's compilation cache."""
-    if not hasattr(session.config, "workerinput"):
+    """The process that made the session's compilation cache removes it."""
+    if _OWNS_CACHE:
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
