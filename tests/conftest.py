@@ -43,7 +43,7 @@ def optimized():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (15 s or more on a 2-core CPU) run first on every worker. xdist's
+    """Tests marked ``slow`` (10 s or more on a 2-core CPU) run first on every worker. xdist's
     ``worksteal`` hands each of the N workers one contiguous block of the collection (``_blocks``)
     and lets an idle worker take the tail of another's queue, so each block starts with slow
     tests (a file's together, for its module fixtures; the files with the most first, each to

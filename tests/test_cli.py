@@ -88,6 +88,7 @@ def test_parse_ues():
             parse_ues(bad)
 
 
+@pytest.mark.slow
 def test_prompt_command_prints_the_prompt_and_probabilities(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXMAC_CACHE", str(tmp_path))
     assert main(["prompt", "--agent", "bs", "--ue", "2", "--n-ues", "3", "--ttis", "2"]) == 0
@@ -112,6 +113,7 @@ def test_prompt_command_prints_the_prompt_and_probabilities(capsys, tmp_path, mo
             main(["prompt", *argv])
 
 
+@pytest.mark.slow
 def test_a_second_run_reloads_compiled_programs_and_the_terminal_stays_clean(tmp_path):
     """The persistent compilation cache: the first run writes programs into JAXMAC_XLA_CACHE, the
     second reloads them, and reloading prints no XLA notices."""

@@ -69,6 +69,7 @@ def test_each_cached_step_gives_the_logits_of_the_whole_decoder():
         np.testing.assert_allclose(logits, full[:, t], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cached_generation_equals_step_by_step_generation_without_the_cache():
     t5 = T5(TINY_HF, rngs=nnx.Rngs(1))
     ids, mask = prompts(2, [4, 9, 15, 2, 15], 15, TINY_HF.vocab_size)

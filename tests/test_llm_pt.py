@@ -91,6 +91,7 @@ def test_recorded_demonstrations_are_distinct_pairs_split_without_overlap(agent)
             )
 
 
+@pytest.mark.slow
 def test_greedy_answers_of_the_distinct_prompts_equal_generation_on_every_prompt(agent):
     params = agent.init(jax.random.PRNGKey(1))
     obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(

@@ -48,6 +48,7 @@ def test_the_critic_ignores_the_decisions_of_padded_slots():
     assert not np.allclose(critic(obs, a), critic(obs, a.replace(ue=a.ue.at[:, 0].set(0.0))))
 
 
+@pytest.mark.slow
 def test_the_buffer_pairs_each_tti_with_the_next_one_of_its_episode():
     """With two TTIs of history, the second observation of a pair holds the first's latest TTI
     one column further back, unless the first ended its episode; the compact storage

@@ -139,6 +139,7 @@ def test_bad_settings_name_the_field():
         make_agent("nope", ENV)
 
 
+@pytest.mark.slow
 def test_a_rollout_of_whole_episodes_ends_every_episode():
     """With rollout_len a multiple of episode_len the rollout skips the bootstrap value (zeros):
     exact only because every episode then ends on the rollout's last TTI."""

@@ -429,6 +429,7 @@ class _YX:  # the same names, the other order: a position-keyed checkpoint would
     x: jax.Array
 
 
+@pytest.mark.slow
 def test_a_later_process_calls_the_stored_chunk_program_without_tracing_it(tmp_path, monkeypatch):
     """``compile_stored``: a run stores its chunk program; a later one (new ``Programs``, as a
     new process builds) calls it without tracing the algorithm and trains to the same state; a
