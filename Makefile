@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test,experiments]"
 	touch $@
 
-# Trains Sym. MAPPO and Sym. MADDPG (1.5M env steps each: about 2.5 and 5 minutes of training on a
-# 2-core CPU) and a tiny LLM4MAC on this machine's CPU (--resume: a rerun continues or just
+# Trains Sym. MAPPO and Sym. MADDPG (0.74M and 1.54M env steps: about 2.5 and 5 minutes of training
+# on a 2-core CPU) and a tiny LLM4MAC on this machine's CPU (--resume: a rerun continues or just
 # re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs. The whole demo took
 # 15 min 42 s in a fresh clone there, installation included (README, "What the demo trains").
 # The LLM4MAC step is the llm4mac-cpu preset's PPO from the drawn tiny T5 with the Abl. SIE prompts
