@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 # Trains Sym. MAPPO and Sym. MADDPG (0.74M and 1.54M env steps: about 2.5 and 5 minutes of training
 # on a 2-core CPU) and a tiny LLM4MAC on this machine's CPU (--resume: a rerun continues or just
 # re-evaluates), then evaluates them beside contention_free and oracle at 1-8 UEs. The whole demo took
-# 15 min 42 s in a fresh clone there, installation included (README, "What the demo trains").
+# 12.5-16 minutes in a fresh clone there, installation included (README, "Two commands").
 # The LLM4MAC step is the llm4mac-cpu preset's PPO from the drawn tiny T5 with the Abl. SIE prompts
 # (--no-sie, bare numbers), 60 updates in about 3.5 minutes: the setting in which it learns from
 # scratch within minutes (README, "LLM4MAC on this CPU"; with the paper's SIE prompts the drawn tiny
