@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxmac.env import Action
+from jaxmac.sampling import categorical, gumbel
 
 
 class ActingPolicy(Protocol):
@@ -130,8 +131,8 @@ class CandidatePolicy:
     def sample(self, key: jax.Array) -> Choices:
         ue_key, bs_key = jax.random.split(key)
         return Choices(
-            ue=jax.random.categorical(ue_key, self.ue_log_probs, axis=-1),
-            bs=jax.random.categorical(bs_key, self.bs_log_probs, axis=-1),
+            ue=categorical(ue_key, self.ue_log_probs),
+            bs=categorical(bs_key, self.bs_log_probs),
         )
 
     def mode(self) -> Choices:
@@ -173,7 +174,7 @@ class CandidatePolicy:
         ue_key, bs_key = jax.random.split(key)
 
         def relax(k: jax.Array, log_probs: jax.Array) -> jax.Array:
-            return jax.nn.softmax((log_probs + jax.random.gumbel(k, log_probs.shape)) / temperature, -1)
+            return jax.nn.softmax((log_probs + gumbel(k, log_probs.shape)) / temperature, -1)
 
         return OneHots(ue=relax(ue_key, self.ue_log_probs), bs=relax(bs_key, self.bs_log_probs))
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxmac.models.t5 import T5, mask_bias
+from jaxmac.sampling import categorical
 
 
 @struct.dataclass
@@ -124,7 +125,7 @@ def generate(
             chosen = jnp.argmax(logits, axis=-1)
         else:
             step_key, draw = jax.random.split(step_key)
-            chosen = jax.random.categorical(draw, logits / temperature, axis=-1)
+            chosen = categorical(draw, logits / temperature)
         chosen = jnp.where(done, pad, chosen).astype(jnp.int32)
         picked = jnp.take_along_axis(log_probs, chosen[:, None], axis=-1)[:, 0]
         log_prob = log_prob + jnp.where(done, 0.0, picked)
