@@ -92,6 +92,30 @@ def test_recorded_demonstrations_are_distinct_pairs_split_without_overlap(agent)
 
 
 @pytest.mark.slow
+def test_the_agent_acts_with_the_moving_average_of_the_trained_parameters(agent):
+    hp = SupervisedHParams(env=ENV.default_params.replace(n_min=2, n_max=3))
+    small = dict(record_episodes=4, examples=64, batch_size=4, train_steps=1)
+    plain = Supervised(agent, SupervisedConfig(**small))
+    averaged = Supervised(agent, SupervisedConfig(**small, ema_updates=4))
+    start = jax.jit(averaged.init)(jax.random.PRNGKey(0), hp)
+    assert jax.eval_shape(plain.init, jax.random.PRNGKey(0), hp).average is None
+    update = jax.jit(averaged.update)
+    state, expected = start, averaged.split(start.params)[0]
+    for _ in range(2):
+        state, metrics = update(state, hp)
+        trained = averaged.split(state.params)[0]
+        expected = jax.tree.map(lambda a, t: 0.75 * a + 0.25 * t, expected, trained)
+        chex.assert_trees_all_close(state.average, expected, rtol=1e-6)
+    acting = averaged.policy_params(state)
+    chex.assert_trees_all_close(averaged.split(acting)[0], expected, rtol=1e-6)
+    assert not np.allclose(acting["t5"]["lm_head"]["kernel"], state.params["t5"]["lm_head"]["kernel"])
+    # the held-out figures are the acting parameters'
+    np.testing.assert_allclose(
+        metrics["val_loss"], averaged.validate(acting, state.data)["val_loss"], rtol=1e-5
+    )
+
+
+@pytest.mark.slow
 def test_greedy_answers_of_the_distinct_prompts_equal_generation_on_every_prompt(agent):
     params = agent.init(jax.random.PRNGKey(1))
     obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(

@@ -9,7 +9,9 @@ training pairs of each agent group, drawn with probability proportional to the n
 each pair was recorded to the power ``frequency_power`` (0, the default: uniformly over the
 distinct pairs). A step updates the agent's ``trainable`` parameters (all of them, or with LoRA
 its matrices alone); the loss is the teacher-forced cross-entropy of the answer's tokens
-(``</s>`` included), averaged over the tokens of each group, then over the two groups. After
+(``</s>`` included), averaged over the tokens of each group, then over the two groups. With
+``ema_updates`` H > 1 the agent acts (evaluation, export, validation) with an exponential moving
+average of the trainable parameters, each update's weighted 1/H (``policy_params``). After
 the steps the held-out pairs give ``val_loss`` and ``val_accuracy``, the share of held-out
 answers that greedy decoding reproduces exactly (every token the argmax under teacher forcing:
 the same thing, without generating), and ``val_accuracy_weighted``, that share with each pair
@@ -71,6 +73,11 @@ class SupervisedConfig:
     heldout_percent: int = setting(10, "percent of the distinct pairs held out for validation")
     batch_size: int = setting(64, "pairs of each agent group per gradient step")
     train_steps: int = setting(25, "gradient steps per update")
+    ema_updates: int = setting(
+        1,
+        "act with an exponential moving average of the trained parameters over about this many "
+        "updates (1: the trained parameters themselves)",
+    )
     updates: int = setting(20, "updates in total")
 
     def __post_init__(self) -> None:
@@ -111,6 +118,8 @@ class SupervisedState:
     data: Demonstrations
     key: jax.Array
     update: jax.Array  # () int32 updates done
+    # the trainable parameters' moving average (``SupervisedConfig.ema_updates``), or None at 1
+    average: Any = None
 
 
 def answer_loss(
@@ -156,10 +165,15 @@ class Supervised:
         return replicated.replace(
             params=param_specs(self.mesh, abstract.params),
             opt_state=param_specs(self.mesh, abstract.opt_state),
+            average=param_specs(self.mesh, abstract.average),
         )
 
     def policy_params(self, state: SupervisedState) -> Params:
-        return state.params
+        """The parameters the agent acts with: the trained ones, or with ``ema_updates`` > 1
+        their moving average (the frozen rest as it is)."""
+        if state.average is None:
+            return state.params
+        return self.join(state.average, self.split(state.params)[1])
 
     def split(self, params: Params) -> tuple[dict, dict]:
         """(the parameters fine-tuning updates, the frozen rest), flat dicts by path (with LoRA,
@@ -184,12 +198,14 @@ class Supervised:
             capacity=self.config.examples,
             heldout_percent=self.config.heldout_percent,
         )
+        trainable = self.split(params)[0]
         return SupervisedState(
             params=params,
-            opt_state=optimizer(hp, flat=model_shards(self.mesh) == 1).init(self.split(params)[0]),
+            opt_state=optimizer(hp, flat=model_shards(self.mesh) == 1).init(trainable),
             data=data,
             key=key,
             update=jnp.zeros((), jnp.int32),
+            average=trainable if self.config.ema_updates > 1 else None,
         )
 
     def train(self, key: jax.Array, hp: SupervisedHParams) -> tuple[SupervisedState, dict[str, jax.Array]]:
@@ -236,15 +252,25 @@ class Supervised:
 
         steps_keys = jax.random.split(steps_key, self.config.train_steps)
         (trainable, opt_state), terms = jax.lax.scan(step, (trainable, state.opt_state), steps_keys)
-        params = self.join(trainable, frozen)
+        average = state.average
+        if average is not None:  # after each update, a weight of 1 / ema_updates on the new parameters
+            keep = 1.0 - 1.0 / self.config.ema_updates
+            average = jax.tree.map(lambda a, t: keep * a + (1.0 - keep) * t, average, trainable)
+        state = state.replace(
+            params=self.join(trainable, frozen),
+            opt_state=opt_state,
+            key=key,
+            update=state.update + 1,
+            average=average,
+        )
         metrics = {"loss": jnp.mean(terms["loss"]), "grad_norm": jnp.mean(terms["grad_norm"])}
         metrics["nonfinite"] = jnp.sum(terms["nonfinite"])
-        metrics |= self.validate(params, data)
-        state = state.replace(params=params, opt_state=opt_state, key=key, update=state.update + 1)
+        metrics |= self.validate(self.policy_params(state), data)
         return state, metrics
 
     def validate(self, params: Params, data: Demonstrations) -> dict[str, jax.Array]:
-        """Loss and exact-answer accuracy on every held-out pair (each group's, and both)."""
+        """Loss and exact-answer accuracy on every held-out pair (each group's, and both), of the
+        parameters the agent acts with (``policy_params``)."""
         graphdef, candidates = self.agent.graphdef, self.agent.candidates
         totals = {}
         for group, examples, group_candidates in (
