@@ -91,6 +91,29 @@ def test_recorded_demonstrations_are_distinct_pairs_split_without_overlap(agent)
             )
 
 
+def test_recording_with_noise_visits_more_states_and_still_records_the_baselines_answers(agent):
+    algorithm = Supervised(agent, SupervisedConfig(record_episodes=16, examples=1024, heldout_percent=1))
+    env_params = ENV.default_params.replace(n_min=2, n_max=4)
+    record = jax.jit(
+        lambda noise: (
+            algorithm.init(jax.random.PRNGKey(0), SupervisedHParams(demo_noise=noise, env=env_params)).data
+        )
+    )
+    plain, noisy = record(0.0), record(0.3)
+    assert int(noisy.distinct[0]) > int(plain.distinct[0]) and int(noisy.distinct[1]) > int(plain.distinct[1])
+    # the answers are the Baseline's at every recorded state: a UE transmits exactly when granted
+    template, tokenizer = agent.compiler.template, agent.compiler.tokenizer
+    transmit = template.ue_candidates.index("transmit null")
+    examples = noisy.ue_train
+    for prompt, answer in zip(
+        np.asarray(examples.prompts[: int(examples.count)]),
+        np.asarray(examples.answers[: int(examples.count)]),
+        strict=True,
+    ):
+        text = tokenizer.decode([t for t in prompt if t > 1])
+        assert ("received schedule_grant" in text and "have 0 packets" not in text) == (answer == transmit)
+
+
 @pytest.mark.slow
 def test_the_agent_acts_with_the_moving_average_of_the_trained_parameters(agent):
     hp = SupervisedHParams(env=ENV.default_params.replace(n_min=2, n_max=3))

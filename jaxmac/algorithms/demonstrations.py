@@ -13,6 +13,8 @@ are dropped, and ``distinct`` says how many there were).
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -24,6 +26,7 @@ from jaxmac.evaluation.rollout import rollout
 from jaxmac.language import PromptCompiler
 from jaxmac.models.dedup import group_rows, row_hash
 from jaxmac.protocols.base import Policy
+from jaxmac.protocols.uniform import UniformRandom
 
 
 @struct.dataclass
@@ -86,24 +89,44 @@ def record_demonstrations(
     episodes: int,
     capacity: int,
     heldout_percent: int,
+    noise: Any = 0.0,
 ) -> Demonstrations:
     """``episodes`` episodes of ``protocol`` (a per-episode policy) under ``env_params`` (UE
     counts drawn from its range at each reset, churn as it says): every active agent's prompt
     and answer at every TTI, deduplicated and split (``heldout_percent`` of the pairs held
-    out), ``capacity`` training pairs per agent group at most (held out: its share of it)."""
+    out), ``capacity`` training pairs per agent group at most (held out: its share of it).
+
+    ``noise`` (a probability, may be traced): each decision the episodes take is, with that
+    probability, a uniformly random one instead of the protocol's (each UE's action and UCM
+    together, each of the BS's DCMs apart), while the answer recorded is still the protocol's
+    decision at that observation. The recorded states then include those a learner's mistakes
+    lead to, which the protocol alone never visits (noise injection against behaviour
+    cloning's compounding error, DART; Laskey et al. 2017). At 0 the recording is the
+    protocol's own."""
     env = compiler.template.env
     ucm_vocab = env.ucm_vocab
     reset_key, run_key = jax.random.split(key)
     obs, env_state = reset_episodes(env, reset_key, episodes, env_params, None)
     _, keys = training_keys(run_key, env.episode_len, episodes)
 
+    scrambler = UniformRandom(ucm_vocab, env.dcm_vocab)
+
     def act(act_key: jax.Array, obs: Observation, state: EnvState, params: EnvParams) -> tuple[Action, tuple]:
-        action = jax.vmap(protocol, in_axes=(0, 0, 0, None))(
-            jax.random.split(act_key, episodes), obs, state, params
+        protocol_key, random_key, choice_key = jax.random.split(act_key, 3)
+        per_episode = lambda policy, key: jax.vmap(policy, in_axes=(0, 0, 0, None))(  # noqa: E731
+            jax.random.split(key, episodes), obs, state, params
         )
+        action = per_episode(protocol, protocol_key)
         prompts = jax.vmap(compiler)(obs)
         answers = (action.ue * ucm_vocab + action.ucm, action.dcm)
-        return action, (prompts.ue_ids, prompts.bs_ids, *answers, obs.active)
+        scrambled = per_episode(scrambler, random_key)
+        ue_random, bs_random = jax.random.uniform(choice_key, (2, *obs.active.shape)) < noise
+        taken = Action(
+            ue=jnp.where(ue_random, scrambled.ue, action.ue),
+            ucm=jnp.where(ue_random, scrambled.ucm, action.ucm),
+            dcm=jnp.where(bs_random, scrambled.dcm, action.dcm),
+        )
+        return taken, (prompts.ue_ids, prompts.bs_ids, *answers, obs.active)
 
     _, trajectory = rollout(env, act, env_params, env_state, obs, keys)
     ue_ids, bs_ids, ue_answers, bs_answers, active = trajectory.kept  # (T, E, M, ...)

@@ -91,6 +91,7 @@ SUPERVISED_RANGES: dict[str, tuple[float, float, bool]] = {
     "lr": (0.0, float("inf"), False),
     "max_grad_norm": (0.0, float("inf"), False),
     "frequency_power": (0.0, float("inf"), True),
+    "demo_noise": (0.0, 1.0, True),
 }
 
 
@@ -104,6 +105,11 @@ class SupervisedHParams:
         0.0,
         "draw training pairs with probability proportional to occurrences**this "
         "(0: uniform over distinct pairs, 1: as often as recorded)",
+    )
+    demo_noise: Any = setting(
+        0.0,
+        "while recording, each decision taken is a random one with this probability (the answer "
+        "recorded stays the Baseline's), so the dataset holds states a learner's mistakes lead to",
     )
     env: EnvParams = dataclasses.field(default_factory=EnvParams)
 
@@ -197,6 +203,7 @@ class Supervised:
             episodes=self.config.record_episodes,
             capacity=self.config.examples,
             heldout_percent=self.config.heldout_percent,
+            noise=hp.demo_noise,
         )
         trainable = self.split(params)[0]
         return SupervisedState(
