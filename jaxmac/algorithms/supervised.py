@@ -1,21 +1,22 @@
 """LLM-PT's training (docs/SPEC.md §4): supervised fine-tuning of the T5 on the Baseline's
 answers, as one compiled loop.
 
-``init`` records the dataset inside jit (``record_demonstrations``: ``contention_free``
-episodes under the run's environment parameters, the distinct (prompt, answer) pairs of each
-agent group, a held-out share split off by hash) and holds it in the state, so checkpoints
-and resume carry it. One update is ``train_steps`` gradient steps, each on ``batch_size``
-training pairs of each agent group, drawn with probability proportional to the number of times
-each pair was recorded to the power ``frequency_power`` (0, the default: uniformly over the
-distinct pairs). A step updates the agent's ``trainable`` parameters (all of them, or with LoRA
-its matrices alone); the loss is the teacher-forced cross-entropy of the answer's tokens
-(``</s>`` included), averaged over the tokens of each group, then over the two groups. With
-``ema_updates`` H > 1 the agent acts (evaluation, export, validation) with an exponential moving
-average of the trainable parameters, each update's weighted 1/H (``policy_params``). After
-the steps the held-out pairs give ``val_loss`` and ``val_accuracy``, the share of held-out
-answers that greedy decoding reproduces exactly (every token the argmax under teacher forcing:
-the same thing, without generating), and ``val_accuracy_weighted``, that share with each pair
-counted as often as it was recorded (the share of the recorded held-out decisions reproduced).
+``init`` records the dataset inside jit (``record_demonstrations``: ``contention_free`` episodes
+under the run's environment parameters, ``demo_noise`` of their decisions taken at random, the
+distinct (prompt, answer) pairs of each agent group, a held-out share split off by hash) and
+holds it in the state, so checkpoints and resume carry it. One update is ``train_steps``
+gradient steps, each on ``batch_size`` training pairs of each agent group, drawn with
+probability proportional to the number of times each pair was recorded to the power
+``frequency_power`` (0, the default: uniformly over the distinct pairs). A step updates the
+agent's ``trainable`` parameters (all of them, or with LoRA its matrices alone); the loss is the
+teacher-forced cross-entropy of the answer's tokens (``</s>`` included), averaged over the
+tokens of each group, then over the two groups. With ``ema_updates`` H > 1 the agent acts
+(evaluation, export, validation) with an exponential moving average of the trainable parameters,
+each update's weighted 1/H (``policy_params``). After the steps the held-out pairs give
+``val_loss`` and ``val_accuracy``, the share of held-out answers that greedy decoding reproduces
+exactly (every token the argmax under teacher forcing: the same thing, without generating), and
+``val_accuracy_weighted``, that share with each pair counted as often as it was recorded (the
+share of the recorded held-out decisions reproduced).
 Every update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the
 first two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
 """
@@ -108,8 +109,9 @@ class SupervisedHParams:
     )
     demo_noise: Any = setting(
         0.0,
-        "while recording, each decision taken is a random one with this probability (the answer "
-        "recorded stays the Baseline's), so the dataset holds states a learner's mistakes lead to",
+        "while recording (at the run's start), each decision taken is a random one with this "
+        "probability (the answer recorded stays the Baseline's), so the dataset holds states a "
+        "learner's mistakes lead to",
     )
     env: EnvParams = dataclasses.field(default_factory=EnvParams)
 
