@@ -12,12 +12,14 @@ from flax import nnx
 
 from jaxmac.agents import LearnedPolicy, parse_answers
 from jaxmac.algorithms import Supervised, SupervisedConfig, SupervisedHParams
+from jaxmac.algorithms.demonstrations import record_demonstrations
 from jaxmac.cli.main import main
 from jaxmac.env import UDTSEnv
 from jaxmac.evaluation import evaluate
 from jaxmac.evaluation.runner import run_episodes
 from jaxmac.models.actor import CandidateSet
 from jaxmac.models.generate import generate
+from jaxmac.protocols import make_protocol
 from jaxmac.training import Checkpoints, Run, RunConfig, make_agent
 
 ENV = UDTSEnv(max_ues=4)
@@ -100,6 +102,17 @@ def test_recording_with_noise_visits_more_states_and_still_records_the_baselines
         )
     )
     plain, noisy = record(0.0), record(0.3)
+    with pytest.raises(ValueError, match=r"noise must be a probability in \[0, 1\], got 1.5"):
+        record_demonstrations(
+            agent.compiler,
+            make_protocol("contention_free", ENV),
+            env_params,
+            jax.random.PRNGKey(0),
+            episodes=2,
+            capacity=8,
+            heldout_percent=10,
+            noise=1.5,
+        )
     assert int(noisy.distinct[0]) > int(plain.distinct[0]) and int(noisy.distinct[1]) > int(plain.distinct[1])
     # the answers are the Baseline's at every recorded state: a UE transmits exactly when granted
     template, tokenizer = agent.compiler.template, agent.compiler.tokenizer

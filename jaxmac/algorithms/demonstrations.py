@@ -22,6 +22,7 @@ from flax import struct
 from jaxmac.algorithms.base import reset_episodes
 from jaxmac.algorithms.rollout import training_keys
 from jaxmac.env import Action, EnvParams, EnvState, Observation
+from jaxmac.env.params import is_concrete
 from jaxmac.evaluation.rollout import rollout
 from jaxmac.language import PromptCompiler
 from jaxmac.models.dedup import group_rows, row_hash
@@ -102,7 +103,11 @@ def record_demonstrations(
     decision at that observation. The recorded states then include those a learner's mistakes
     lead to, which the protocol alone never visits (noise injection against behaviour
     cloning's compounding error, DART; Laskey et al. 2017). At 0 the recording is the
-    protocol's own."""
+    protocol's own, as docs/SPEC.md §4 describes LLM-PT's data; above 0 the answers are still
+    the Baseline's but the states are no longer only those its own episodes reach. A concrete
+    ``noise`` outside [0, 1] is an error naming it."""
+    if is_concrete(noise) and not 0.0 <= float(noise) <= 1.0:
+        raise ValueError(f"noise must be a probability in [0, 1], got {float(noise)}")
     env = compiler.template.env
     ucm_vocab = env.ucm_vocab
     reset_key, run_key = jax.random.split(key)

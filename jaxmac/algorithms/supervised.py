@@ -16,7 +16,9 @@ each update's weighted 1/H (``policy_params``). After the steps the held-out pai
 ``val_loss`` and ``val_accuracy``, the share of held-out answers that greedy decoding reproduces
 exactly (every token the argmax under teacher forcing: the same thing, without generating), and
 ``val_accuracy_weighted``, that share with each pair counted as often as it was recorded (the
-share of the recorded held-out decisions reproduced).
+share of the recorded held-out decisions reproduced). Both options are jaxmac's, off by
+default: docs/SPEC.md §4 records the Baseline's own episodes (``demo_noise`` > 0 adds states
+they never reach, still answered by the Baseline) and says nothing of averaging.
 Every update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the
 first two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
 """
