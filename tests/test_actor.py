@@ -310,8 +310,9 @@ def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batc
     t5_norm = lambda g: float(np.linalg.norm(ravel_pytree(g["t5"])[0]))  # noqa: E731
     assert t5_norm(shared) > 0 and t5_norm(alone) == 0
     jax.tree.map(np.testing.assert_array_equal, shared["value_head"], alone["value_head"])
-    # the same gradient from two programs (XLA may fuse them differently: rounding apart)
-    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7)
+    # the same gradient from two programs (XLA may fuse them differently: rounding apart; entries
+    # up to about 0.1, and one of 6.7e-4 once differed by 1.2e-7 on this machine's CPU)
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
     jax.tree.map(close, shared_policy, alone_policy)
 
 

@@ -11,8 +11,9 @@ import pytest
 from flax import nnx
 
 from jaxmac.agents import LearnedPolicy, parse_answers
-from jaxmac.algorithms import Supervised, SupervisedConfig, SupervisedHParams
+from jaxmac.algorithms import Supervised, SupervisedConfig, SupervisedHParams, supervised
 from jaxmac.algorithms.demonstrations import record_demonstrations
+from jaxmac.algorithms.supervised import answer_loss
 from jaxmac.cli.main import main
 from jaxmac.env import UDTSEnv
 from jaxmac.evaluation import evaluate
@@ -149,6 +150,27 @@ def test_the_agent_acts_with_the_moving_average_of_the_trained_parameters(agent)
     np.testing.assert_allclose(
         metrics["val_loss"], averaged.validate(acting, state.data)["val_loss"], rtol=1e-5
     )
+
+
+def test_a_step_draws_ue_batch_size_ue_pairs_and_batch_size_bs_pairs(agent, monkeypatch):
+    hp = SupervisedHParams(env=ENV.default_params.replace(n_min=2, n_max=3))
+    small = dict(record_episodes=4, examples=64, batch_size=4, train_steps=1)
+    drawn = []
+
+    def counting(graphdef, params, examples, rows, candidates):
+        drawn.append(rows.shape[0])
+        return answer_loss(graphdef, params, examples, rows, candidates)
+
+    monkeypatch.setattr(supervised, "answer_loss", counting)
+    for ue_batch_size, expected in ((None, [4, 4]), (2, [2, 4]), (7, [7, 4])):
+        algorithm = Supervised(agent, SupervisedConfig(**small, ue_batch_size=ue_batch_size))
+        state = jax.eval_shape(algorithm.init, jax.random.PRNGKey(0), hp)
+        drawn.clear()
+        jax.eval_shape(algorithm.update, state, hp)
+        assert drawn[:2] == expected  # the step's UE then BS rows (then the held-out rows)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="ue_batch_size"):
+            SupervisedConfig(ue_batch_size=bad)
 
 
 @pytest.mark.slow

@@ -5,20 +5,21 @@ answers, as one compiled loop.
 under the run's environment parameters, ``demo_noise`` of their decisions taken at random, the
 distinct (prompt, answer) pairs of each agent group, a held-out share split off by hash) and
 holds it in the state, so checkpoints and resume carry it. One update is ``train_steps``
-gradient steps, each on ``batch_size`` training pairs of each agent group, drawn with
-probability proportional to the number of times each pair was recorded to the power
-``frequency_power`` (0, the default: uniformly over the distinct pairs). A step updates the
-agent's ``trainable`` parameters (all of them, or with LoRA its matrices alone); the loss is the
-teacher-forced cross-entropy of the answer's tokens (``</s>`` included), averaged over the
-tokens of each group, then over the two groups. With ``ema_updates`` H > 1 the agent acts
-(evaluation, export, validation) with an exponential moving average of the trainable parameters,
-each update's weighted 1/H (``policy_params``). After the steps the held-out pairs give
-``val_loss`` and ``val_accuracy``, the share of held-out answers that greedy decoding reproduces
-exactly (every token the argmax under teacher forcing: the same thing, without generating), and
-``val_accuracy_weighted``, that share with each pair counted as often as it was recorded (the
-share of the recorded held-out decisions reproduced). Both options are jaxmac's, off by
-default: docs/SPEC.md §4 records the Baseline's own episodes (``demo_noise`` > 0 adds states
-they never reach, still answered by the Baseline) and says nothing of averaging.
+gradient steps, each on ``batch_size`` training pairs of the BS and ``ue_batch_size`` (default
+``batch_size``) of the UEs, drawn with probability proportional to the number of times each pair
+was recorded to the power ``frequency_power`` (0, the default: uniformly over the distinct
+pairs). A step updates the agent's ``trainable`` parameters (all of them, or with LoRA its
+matrices alone); the loss is the teacher-forced cross-entropy of the answer's tokens (``</s>``
+included), averaged over the tokens of each group, then over the two groups. With
+``ema_updates`` H > 1 the agent acts (evaluation, export, validation) with an exponential moving
+average of the trainable parameters, each update's weighted 1/H (``policy_params``). After the
+steps the held-out pairs give ``val_loss`` and ``val_accuracy``, the share of held-out answers
+that greedy decoding reproduces exactly (every token the argmax under teacher forcing: the same
+thing, without generating), and ``val_accuracy_weighted``, that share with each pair counted as
+often as it was recorded (the share of the recorded held-out decisions reproduced). Both options
+are jaxmac's, off by default: docs/SPEC.md §4 records the Baseline's own episodes
+(``demo_noise`` > 0 adds states they never reach, still answered by the Baseline) and says
+nothing of averaging.
 Every update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the
 first two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
 """
@@ -74,7 +75,13 @@ class SupervisedConfig:
     record_episodes: int = setting(256, "Baseline episodes recorded for the dataset", flag="episodes")
     examples: int = setting(4096, "training pairs kept per agent group (capacity)")
     heldout_percent: int = setting(10, "percent of the distinct pairs held out for validation")
-    batch_size: int = setting(64, "pairs of each agent group per gradient step")
+    batch_size: int = setting(64, "pairs of each agent group per gradient step (with ue_batch_size: the BS)")
+    ue_batch_size: int | None = setting(
+        None,
+        "pairs of the UE group per gradient step (default batch_size): the UEs' answers are "
+        "learned long before the BS's, so fewer UE pairs leave a step's compute to the BS",
+        kind=int,
+    )
     train_steps: int = setting(25, "gradient steps per update")
     ema_updates: int = setting(
         1,
@@ -237,12 +244,13 @@ class Supervised:
     def update(
         self, state: SupervisedState, hp: SupervisedHParams
     ) -> tuple[SupervisedState, dict[str, jax.Array]]:
-        data, batch = state.data, self.config.batch_size
+        data = state.data
+        ue_batch = self.config.ue_batch_size or self.config.batch_size
         key, steps_key = jax.random.split(state.key)
 
         trainable, frozen = self.split(state.params)
 
-        def draw(key: jax.Array, examples: Examples) -> jax.Array:
+        def draw(key: jax.Array, examples: Examples, batch: int) -> jax.Array:
             """``batch`` row indices below ``examples.count``, each with probability proportional
             to its occurrences ** ``frequency_power`` (row 0, masked by the loss, when empty)."""
             live = jnp.arange(examples.answers.shape[0]) < examples.count
@@ -252,8 +260,8 @@ class Supervised:
         def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, dict[str, jax.Array]]:
             trainable, opt_state = carry
             ue_key, bs_key = jax.random.split(step_key)
-            ue_rows = draw(ue_key, data.ue_train)
-            bs_rows = draw(bs_key, data.bs_train)
+            ue_rows = draw(ue_key, data.ue_train, ue_batch)
+            bs_rows = draw(bs_key, data.bs_train, self.config.batch_size)
             loss_of = lambda t: self.loss(self.join(t, frozen), data, ue_rows, bs_rows)  # noqa: E731
             loss, grads = jax.value_and_grad(loss_of)(trainable)
             trainable, opt_state, terms = guarded_step(
