@@ -103,7 +103,7 @@ def test_recording_with_noise_visits_more_states_and_still_records_the_baselines
         )
     )
     plain, noisy = record(0.0), record(0.3)
-    with pytest.raises(ValueError, match=r"noise must be a probability in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"noise must be finite and >= 0.0 and <= 1.0, got 1.5"):
         record_demonstrations(
             agent.compiler,
             make_protocol("contention_free", ENV),

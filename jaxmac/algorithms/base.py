@@ -116,21 +116,28 @@ def specs_like(tree: Any, spec: P) -> Any:
     return jax.tree.map(lambda _: spec, tree)
 
 
+def check_range(name: str, value: Any, low: float, high: float, inclusive: bool) -> None:
+    """A concrete ``value`` (a number, or an array of them: a sweep's) must be finite, above
+    ``low`` (or equal to it, if ``inclusive``) and at most ``high``, or it is an error naming
+    ``name``; a tracer passes (its concrete value was checked where it was made)."""
+    if not is_concrete(value):
+        return
+    v = np.asarray(value, np.float64)
+    above = v >= low if inclusive else v > low
+    if not np.all(np.isfinite(v) & above & (v <= high)):
+        bound = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high < float("inf") else "")
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+
+
 def store_checked(hparams: Any, ranges: dict[str, tuple[float, float, bool]]) -> None:
     """For a hyperparameters dataclass's ``__post_init__``: check every concrete field named in
-    ``ranges`` (low, high, low inclusive) and store it as a float32 array, so a Python float
-    and an array never compile twice; tracers pass through. A value out of range is an error
-    naming the field."""
+    ``ranges`` (low, high, low inclusive; ``check_range``) and store it as a float32 array, so a
+    Python float and an array never compile twice; tracers pass through."""
     for name, (low, high, inclusive) in ranges.items():
         value = getattr(hparams, name)
-        if not is_concrete(value):
-            continue
-        v = np.asarray(value, np.float64)
-        above = v >= low if inclusive else v > low
-        if not np.all(np.isfinite(v) & above & (v <= high)):
-            bound = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high < float("inf") else "")
-            raise ValueError(f"{name} must be finite and {bound}, got {value}")
-        object.__setattr__(hparams, name, jnp.asarray(value, jnp.float32))
+        check_range(name, value, low, high, inclusive)
+        if is_concrete(value):
+            object.__setattr__(hparams, name, jnp.asarray(value, jnp.float32))
 
 
 def constrain_episodes(mesh: Mesh | None, tree: Any) -> Any:

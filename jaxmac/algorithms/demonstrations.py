@@ -19,10 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxmac.algorithms.base import reset_episodes
+from jaxmac.algorithms.base import check_range, reset_episodes
 from jaxmac.algorithms.rollout import training_keys
 from jaxmac.env import Action, EnvParams, EnvState, Observation
-from jaxmac.env.params import is_concrete
 from jaxmac.evaluation.rollout import rollout
 from jaxmac.language import PromptCompiler
 from jaxmac.models.dedup import group_rows, row_hash
@@ -105,9 +104,8 @@ def record_demonstrations(
     cloning's compounding error, DART; Laskey et al. 2017). At 0 the recording is the
     protocol's own, as docs/SPEC.md §4 describes LLM-PT's data; above 0 the answers are still
     the Baseline's but the states are no longer only those its own episodes reach. A concrete
-    ``noise`` outside [0, 1] is an error naming it."""
-    if is_concrete(noise) and not 0.0 <= float(noise) <= 1.0:
-        raise ValueError(f"noise must be a probability in [0, 1], got {float(noise)}")
+    ``noise`` outside [0, 1], or NaN, is an error naming it (``check_range``)."""
+    check_range("noise", noise, 0.0, 1.0, inclusive=True)
     env = compiler.template.env
     ucm_vocab = env.ucm_vocab
     reset_key, run_key = jax.random.split(key)
