@@ -16,10 +16,10 @@ average of the trainable parameters, each update's weighted 1/H (``policy_params
 steps the held-out pairs give ``val_loss`` and ``val_accuracy``, the share of held-out answers
 that greedy decoding reproduces exactly (every token the argmax under teacher forcing: the same
 thing, without generating), and ``val_accuracy_weighted``, that share with each pair counted as
-often as it was recorded (the share of the recorded held-out decisions reproduced). Both options
-are jaxmac's, off by default: docs/SPEC.md §4 records the Baseline's own episodes
-(``demo_noise`` > 0 adds states they never reach, still answered by the Baseline) and says
-nothing of averaging.
+often as it was recorded (the share of the recorded held-out decisions reproduced).
+``demo_noise``, ``ema_updates`` and ``ue_batch_size`` are jaxmac's, off by default: docs/SPEC.md
+§4 records the Baseline's own episodes (``demo_noise`` > 0 adds states they never reach, still
+answered by the Baseline) and says nothing of averaging or of each group's share of a batch.
 Every update also reports ``train_pairs``, ``heldout_pairs`` and ``distinct_pairs``: when the
 first two add up to less than the third, the capacities (``examples``) dropped recorded pairs.
 """
