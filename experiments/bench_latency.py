@@ -76,12 +76,11 @@ def measure(model: str, batch: int, repeats: int) -> list[dict[str, object]]:
     t5_params = generator.init(jax.random.PRNGKey(0))["t5"]
     actor = nnx.merge(scorer.graphdef, scorer.init(jax.random.PRNGKey(0)))
     actor.t5 = nnx.merge(generator.graphdef, t5_params)  # both methods run the same T5
-    candidates = scorer.candidates.ue
     graphdef, state = nnx.split(actor)
 
     @jax.jit
-    def score(state: nnx.State, ids: jax.Array, mask: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, state)(ids, mask, candidates).log_probs
+    def score(state: nnx.State, ids: jax.Array, mask: jax.Array) -> jax.Array:  # UE prompts: trie group 0
+        return nnx.merge(graphdef, state)(ids, mask, scorer.trie).log_probs[:, 0]
 
     @jax.jit
     def answer(params: dict, ids: jax.Array, mask: jax.Array) -> jax.Array:

@@ -13,10 +13,11 @@ from t5_fixtures import TINY_HF, save_random_t5
 
 from jaxmac.agents.policy import Choices, choices_to_action, fuse
 from jaxmac.env import UDTSEnv
-from jaxmac.language import PromptCompiler, PromptTemplate, prompt_tokenizer, render_prompt
+from jaxmac.language import AGENTS, PromptCompiler, PromptTemplate, prompt_tokenizer, render_prompt
 from jaxmac.models import (
     Candidates,
     CandidateSet,
+    CandidateTrie,
     LanguageActorCritic,
     TargetedCandidates,
     act,
@@ -58,6 +59,9 @@ def lamorel_scores(reference, ids, mask, cand_ids, cand_mask, raw):
 
 @pytest.mark.parametrize("raw", [False, True])
 def test_candidate_log_probs_match_lamorel_scoring(checkpoint, raw):
+    """Two agent groups' candidate sets (different sizes and lengths, two candidates sharing a
+    two-token prefix) scored in one call over their prefix trees: each prompt's log-probs are
+    Lamorel's over its own group's candidates, and its group's padded candidates have none."""
     reference, path = checkpoint
     rng = np.random.default_rng(0)
     p, length = 5, 12
@@ -65,18 +69,30 @@ def test_candidate_log_probs_match_lamorel_scoring(checkpoint, raw):
     mask = np.arange(length)[None] < np.array([12, 7, 3, 12, 9])[:, None]
     ids = np.where(mask, ids, 0)
     model = LanguageActorCritic(load_pretrained_t5(path), rngs=nnx.Rngs(0))
-    for lengths in ([3, 1, 4], [2, 3]):  # two candidate sets of different sizes and lengths
+    sets = []
+    for lengths in ([3, 1, 4], [2, 3]):
         cand_mask = np.arange(4)[None] < np.array(lengths)[:, None]
-        cand_ids = np.where(cand_mask, rng.integers(3, TINY_HF.vocab_size, (len(lengths), 4)), 0)
-        candidates = CandidateSet(ids=jnp.asarray(cand_ids, jnp.int32), mask=jnp.asarray(cand_mask))
-        out = nnx.jit(lambda m, c: m(jnp.asarray(ids), jnp.asarray(mask), c, raw_logits=raw))(
-            model, candidates
+        sets.append(
+            (np.where(cand_mask, rng.integers(3, TINY_HF.vocab_size, (len(lengths), 4)), 0), cand_mask)
         )
+    sets[0][0][2, :2] = sets[0][0][0, :2]
+    trie = CandidateTrie.build(
+        [CandidateSet(ids=jnp.asarray(i, jnp.int32), mask=jnp.asarray(m)) for i, m in sets], start=0
+    )
+    # group 0's nodes: the root and the shared prefix's 1st, 2nd and (candidate 2's) 3rd token
+    assert trie.node_ids.shape == (2, 4)
+    group = np.array([0, 1, 1, 0, 1])
+    out = nnx.jit(lambda m, t, g: m(jnp.asarray(ids), jnp.asarray(mask), t, g, raw_logits=raw))(
+        model, trie, jnp.asarray(group)
+    )
+    for g, (cand_ids, cand_mask) in enumerate(sets):
         per_prompt = (np.broadcast_to(x, (p, *x.shape)) for x in (cand_ids, cand_mask.astype(np.float32)))
         scores = lamorel_scores(reference, ids, mask.astype(np.int64), *per_prompt, raw)
         expected = torch.log_softmax(torch.tensor(scores), -1).numpy()
-        np.testing.assert_allclose(np.asarray(out.log_probs), expected, rtol=1e-4, atol=1e-5)
-        assert out.value.shape == (p,) and np.all(np.asarray(out.entropy) >= 0)
+        rows, count = group == g, len(cand_ids)
+        np.testing.assert_allclose(out.log_probs[rows, 0, :count], expected[rows], rtol=1e-4, atol=1e-5)
+        assert (np.exp(out.log_probs[rows, 0, count:]) == 0).all()
+    assert out.value.shape == (p, 1) and np.all(np.asarray(out.entropy) >= 0)
 
 
 def test_targeted_candidates_score_each_answer_behind_its_prefix(checkpoint):
@@ -97,7 +113,8 @@ def test_targeted_candidates_score_each_answer_behind_its_prefix(checkpoint):
         ),
     )
     model = LanguageActorCritic(load_pretrained_t5(path), value_hidden=8, rngs=nnx.Rngs(0))
-    out = nnx.jit(lambda m: m(jnp.asarray(ids), jnp.asarray(mask), targeted))(model)
+    trie = CandidateTrie.build([targeted], start=0)
+    out = nnx.jit(lambda m: m(jnp.asarray(ids), jnp.asarray(mask), trie))(model)
 
     def critic(model, answer, position):  # the value head on the state at ``position``
         encoded = model.t5.encode(jnp.asarray(ids), jnp.asarray(mask))
@@ -151,11 +168,12 @@ def test_one_bs_prompt_per_tti_decides_for_every_ue_by_its_rank():
     text = render_prompt(agent.compiler.template, jax.tree.map(lambda x: x[0], obs), "bs", 0)
     assert "Goal: choose the downlink signal to deliver" in text and "UE 1 sent" in text
     out = jax.jit(agent)(params, obs)
-    score = jax.jit(lambda p, i, m: nnx.merge(agent.graphdef, p)(i, m, agent.candidates.bs))
+    bs = jnp.ones(2, jnp.int32)  # the BS's group of the agent's trie
+    score = jax.jit(lambda p, i, m: nnx.merge(agent.graphdef, p)(i, m, agent.trie, bs))
     direct = score(params, prompts.bs_ids[:, 0], prompts.bs_mask[:, 0])  # (E, T, C)
     for e, slot, rank in ((0, 0, 1), (0, 2, 2), (1, 0, 1), (1, 1, 2), (1, 2, 3)):
         np.testing.assert_allclose(
-            out.policy.bs_log_probs[e, slot], direct.log_probs[e, rank - 1], rtol=1e-5, atol=1e-6
+            out.policy.bs_log_probs[e, slot], direct.log_probs[e, rank - 1, :3], rtol=1e-5, atol=1e-6
         )
     tokenizer = agent.compiler.tokenizer
     joined = tokenizer("UE 2 " + agent.compiler.template.bs_candidates[1])["input_ids"]
@@ -187,7 +205,10 @@ def rollout_batch():
     prompts = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), 16))
     flat = jax.tree.map(lambda x: x.reshape(-1, x.shape[-1]), prompts)  # (16 * M, L) per group
     model = LanguageActorCritic(t5, value_hidden=32, rngs=nnx.Rngs(1))
-    return model, flat, Candidates.build(template.ue_candidates, template.bs_candidates, tok)
+    candidates = Candidates.build(template.ue_candidates, template.bs_candidates, tok)
+    start = t5.cfg.decoder_start_token_id
+    tries = {g: CandidateTrie.build([getattr(candidates, g)], start=start) for g in AGENTS}
+    return model, flat, {**tries, "both": CandidateTrie.build([candidates.ue, candidates.bs], start=start)}
 
 
 def _relative_error(a, b):
@@ -239,7 +260,7 @@ def test_a_drawn_tiny_model_starts_with_every_decision_spread_over_its_candidate
 def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
     """The chunked, deduplicated forward and backward equal the plain ones (float32 relative
     error 1e-5), with many repeated prompts and with none, over several chunks."""
-    model, prompts, candidates = rollout_batch
+    model, prompts, tries = rollout_batch
     ids, mask = prompts.ue_ids, prompts.ue_mask
     distinct = int(group_rows(ids)[2])
     assert ids.shape[0] == 64 and distinct <= 32  # half the rows or fewer
@@ -253,8 +274,8 @@ def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
     graph, params = nnx.split(model)
 
     def loss(params, ids, mask, chunk):  # the batch as arguments: both cases run one program
-        out = act(nnx.merge(graph, params), ids, mask, candidates.ue, dedup_chunk=chunk, valid=valid)
-        return jnp.sum(out.log_probs * weights) + jnp.sum(valid * out.value**2), out
+        out = act(nnx.merge(graph, params), ids, mask, tries["ue"], dedup_chunk=chunk, valid=valid)
+        return jnp.sum(out.log_probs[:, 0] * weights) + jnp.sum(valid * out.value[:, 0] ** 2), out
 
     step = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=3)
     results = [step(params, ids, mask, chunk) for chunk in (None, 4)]
@@ -263,6 +284,7 @@ def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
     rows = np.asarray(valid)
     np.testing.assert_allclose(out_full.log_probs[rows], out_dedup.log_probs[rows], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out_full.value[rows], out_dedup.value[rows], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(l_full)
     np.testing.assert_allclose(l_full, l_dedup, rtol=1e-5)
     assert _relative_error(g_dedup, g_full) < 1e-5
 
@@ -270,7 +292,7 @@ def test_dedup_gives_the_plain_outputs_and_gradient(rollout_batch, duplicates):
 def test_dedup_gradient_traces_the_model_once_per_shape(rollout_batch, monkeypatch):
     """The backward pass reuses the forward's trace of the model (a trace is Python work paid
     by every compile and every rerun that reloads a program from the cache)."""
-    model, prompts, candidates = rollout_batch
+    model, prompts, tries = rollout_batch
     traces = []
     call = LanguageActorCritic.__call__
     monkeypatch.setattr(LanguageActorCritic, "__call__", lambda *a, **k: traces.append(1) or call(*a, **k))
@@ -278,7 +300,7 @@ def test_dedup_gradient_traces_the_model_once_per_shape(rollout_batch, monkeypat
     ids, mask = prompts.ue_ids, prompts.ue_mask
 
     def loss(params):
-        out = act_distinct(graph, params, ids, mask, candidates.ue, 3)  # a chunk no other test uses
+        out = act_distinct(graph, params, ids, mask, tries["ue"], 3)  # a chunk no other test uses
         return jnp.sum(out.log_probs) + jnp.sum(out.value)
 
     jax.make_jaxpr(jax.grad(loss))(params)
@@ -289,7 +311,7 @@ def test_dedup_gradient_traces_the_model_once_per_shape(rollout_batch, monkeypat
 def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batch):
     """With ``detach_value`` the value loss trains the head alone: its gradient reaches no T5
     weight, the head's own gradient and the policy's gradient are those of the shared critic."""
-    model, prompts, candidates = rollout_batch
+    model, prompts, tries = rollout_batch
     graph, params = nnx.split(model)
     twin = LanguageActorCritic(model.t5, value_hidden=32, detach_value=True, rngs=nnx.Rngs(1))
     detached = nnx.split(twin)[0]
@@ -300,8 +322,8 @@ def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batc
         operation would compile on its own)."""
 
         def loss(p, term):
-            out = nnx.merge(graphdef, p)(ids, mask, candidates.ue)
-            return jnp.sum(out.value**2) if term == "value" else jnp.sum(out.log_probs[:, 0])
+            out = nnx.merge(graphdef, p)(ids, mask, tries["ue"])
+            return jnp.sum(out.value**2) if term == "value" else jnp.sum(out.log_probs[:, 0, 0])
 
         both = jax.jit(lambda p: [jax.grad(loss)(p, term) for term in ("value", "policy")])(params)
         return [nnx.to_pure_dict(g) for g in both]
@@ -318,21 +340,31 @@ def test_a_detached_value_head_leaves_the_t5_to_the_policy_gradient(rollout_batc
 
 @pytest.mark.parametrize("chunk", [16, 1000])
 def test_chunked_dedup_gives_identical_outputs(rollout_batch, chunk):
-    model, prompts, candidates = rollout_batch
+    """Both agent groups in one deduplicated call, as the agent makes it: the same outputs as
+    the plain call, and a prompt in both groups (the same tokens) scored by each group's own
+    candidates, never merged into one."""
+    model, prompts, tries = rollout_batch
     graph, params = nnx.split(model)
-    for ids, mask, cands in (
-        (prompts.ue_ids, prompts.ue_mask, candidates.ue),
-        (prompts.bs_ids, prompts.bs_mask, candidates.bs),
-    ):
-        full, dedup = (
-            jax.jit(lambda p, i, m, c, k=kw: act(nnx.merge(graph, p), i, m, c, **k))(params, ids, mask, cands)
-            for kw in ({}, {"dedup_chunk": chunk})
+    length = prompts.bs_ids.shape[1]
+    pad = lambda x: jnp.pad(x, ((0, 0), (0, length - x.shape[1])))  # noqa: E731
+    ids = jnp.concatenate([pad(prompts.ue_ids), prompts.bs_ids, prompts.bs_ids[:4]])
+    mask = jnp.concatenate([pad(prompts.ue_mask), prompts.bs_mask, prompts.bs_mask[:4]])
+    n = prompts.ue_ids.shape[0]
+    group = jnp.concatenate([jnp.zeros(n, jnp.int32), jnp.ones(n, jnp.int32), jnp.zeros(4, jnp.int32)])
+    full, dedup = (
+        jax.jit(lambda p, i, m, g, k=kw: act(nnx.merge(graph, p), i, m, tries["both"], group=g, **k))(
+            params, ids, mask, group
         )
-        np.testing.assert_allclose(full.log_probs, dedup.log_probs, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(full.value, dedup.value, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(full.entropy, dedup.entropy, rtol=1e-5, atol=1e-6)
+        for kw in ({}, {"dedup_chunk": chunk})
+    )
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(dedup))
+    np.testing.assert_allclose(full.log_probs, dedup.log_probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(full.value, dedup.value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(full.entropy, dedup.entropy, rtol=1e-5, atol=1e-6)
+    as_ue, as_bs = dedup.log_probs[2 * n :], dedup.log_probs[n : n + 4]
+    assert (np.exp(as_ue[:, 0, 3:]) > 0).all() and (np.exp(as_bs[:, 0, 3:]) == 0).all()
     with pytest.raises(ValueError, match="dedup_chunk must be an integer >= 1"):
-        act(model, ids, mask, cands, dedup_chunk=0)
+        act(model, ids, mask, tries["both"], dedup_chunk=0)
 
 
 def test_fusion_is_the_weighted_mean_over_active_agents():

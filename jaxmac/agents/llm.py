@@ -25,7 +25,7 @@ from jaxmac.env import Observation, UDTSEnv
 from jaxmac.language import PromptCompiler, PromptTemplate, active_rank, prompt_tokenizer
 from jaxmac.models.actor import (
     Candidates,
-    CandidateSet,
+    CandidateTrie,
     LanguageActorCritic,
     TargetedCandidates,
     ValueHead,
@@ -148,6 +148,8 @@ class LLMAgent(LanguageAgent):
         candidates' token ids and the actor-critic's graph (its parameters live in ``Params``).
       t5_params: the checkpoint's T5 weights (the same for every seed), or None when ``init``
         draws them.
+      trie: both groups' candidates as prefix trees (UE group 0, BS group 1), which one model
+        call scores together.
     """
 
     model: str = setting("tiny", "tiny, flan-t5-small|base|large or a checkpoint directory")
@@ -175,6 +177,7 @@ class LLMAgent(LanguageAgent):
     dtype: str = setting(
         "auto", "T5 compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU), float32, bfloat16"
     )
+    trie: CandidateTrie = dataclasses.field(kw_only=True, repr=False)
 
     @classmethod
     def build(cls, env: UDTSEnv, **options: Any) -> LLMAgent:
@@ -221,6 +224,9 @@ class LLMAgent(LanguageAgent):
             candidates=language.candidates,
             graphdef=nnx.split(actor)[0],
             t5_params=language.t5_params,
+            trie=CandidateTrie.build(
+                [language.candidates.ue, language.candidates.bs], start=t5.cfg.decoder_start_token_id
+            ),
         )
 
     def init(self, key: jax.Array) -> Params:
@@ -249,25 +255,39 @@ class LLMAgent(LanguageAgent):
 
     def __call__(self, params: Params, obs: Observation) -> AgentOutput:
         prompts = jax.vmap(self.compiler)(obs)  # (E, M, L) per agent group
-        valid = obs.active.reshape(-1)
+        e, m = obs.active.shape
+        length = max(prompts.ue_ids.shape[-1], prompts.bs_ids.shape[-1])
+
+        def rows(x: jax.Array) -> jax.Array:  # (E, M, L_group) -> (E*M, L), padded at the end
+            return jnp.pad(x, ((0, 0), (0, 0), (0, length - x.shape[-1]))).reshape(e * m, length)
+
+        # both groups' prompts in one model call: UE rows first (trie group 0), then BS rows
+        ids = jnp.concatenate([rows(prompts.ue_ids), rows(prompts.bs_ids)])
+        mask = jnp.concatenate([rows(prompts.ue_mask), rows(prompts.bs_mask)])
+        group = jnp.repeat(jnp.arange(2, dtype=jnp.int32), e * m)
+        valid = jnp.tile(obs.active.reshape(-1), 2)
+        out = act_distinct(
+            self.graphdef,
+            params,
+            ids,
+            mask,
+            self.trie,
+            self.dedup_chunk,
+            group=group,
+            valid=valid,
+            raw_logits=self.raw_logits,
+        )
+        n_ue, n_bs = len(self.candidates.ue.ids), self.candidates.bs.ids.shape[-2]
+        ue_log_probs, ue_values = out.log_probs[: e * m, 0, :n_ue], out.value[: e * m, 0]
         # which target of a BS prompt each row's decision is: its UE's rank among the active
-        rank = jnp.maximum(active_rank(obs.active) - 1, 0).reshape(-1)
-
-        def group(
-            ids: jax.Array, mask: jax.Array, candidates: CandidateSet | TargetedCandidates
-        ) -> tuple[jax.Array, jax.Array]:
-            e, m, length = ids.shape
-            flat = ids.reshape(e * m, length), mask.reshape(e * m, length)
-            chunk, raw = self.dedup_chunk, self.raw_logits
-            out = act_distinct(self.graphdef, params, *flat, candidates, chunk, valid=valid, raw_logits=raw)
-            log_probs, value = out.log_probs, out.value
-            if isinstance(candidates, TargetedCandidates):  # (E*M, T, ...): row p's target
-                log_probs = jnp.take_along_axis(log_probs, rank[:, None, None], axis=1)[:, 0]
-                value = jnp.take_along_axis(value, rank[:, None], axis=1)[:, 0]
-            return log_probs.reshape(e, m, -1), value.reshape(e, m)
-
-        ue_log_probs, ue_values = group(prompts.ue_ids, prompts.ue_mask, self.candidates.ue)
-        bs_log_probs, bs_values = group(prompts.bs_ids, prompts.bs_mask, self.candidates.bs)
-        value = fuse(jnp.concatenate([ue_values, bs_values], -1), obs.active)  # Eq. 11
-        policy = CandidatePolicy(ue_log_probs, bs_log_probs, obs.active, self.env.ucm_vocab)
+        targeted = isinstance(self.candidates.bs, TargetedCandidates)
+        rank = jnp.maximum(active_rank(obs.active) - 1, 0).reshape(-1) if targeted else jnp.zeros(e * m, int)
+        bs_log_probs = jnp.take_along_axis(out.log_probs[e * m :], rank[:, None, None], axis=1)[:, 0, :n_bs]
+        bs_values = jnp.take_along_axis(out.value[e * m :], rank[:, None], axis=1)[:, 0]
+        value = fuse(
+            jnp.concatenate([ue_values.reshape(e, m), bs_values.reshape(e, m)], -1), obs.active
+        )  # Eq. 11
+        policy = CandidatePolicy(
+            ue_log_probs.reshape(e, m, n_ue), bs_log_probs.reshape(e, m, n_bs), obs.active, self.env.ucm_vocab
+        )
         return AgentOutput(policy=policy, value=value)

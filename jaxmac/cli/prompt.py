@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxmac.cli.options import env_from_options
 from jaxmac.language import BS_TARGETS, PromptCompiler, PromptTemplate, prompt_tokenizer, render_prompt
-from jaxmac.models import CandidateSet, LanguageActorCritic, TargetedCandidates, load_t5
+from jaxmac.models import CandidateSet, CandidateTrie, LanguageActorCritic, TargetedCandidates, load_t5
 from jaxmac.protocols import make_protocol
 
 
@@ -80,10 +80,12 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         if targeted
         else CandidateSet.build(names, tokenizer)
     )
-    out = nnx.jit(lambda model, i, m: model(i, m, candidates, args.raw_logits))(model, ids[None], mask[None])
-    log_probs, value = out.log_probs[0], out.value[0]
-    if targeted:  # the decision about UE r: the answers behind "UE r"
-        log_probs, value = log_probs[slot], value[slot]
+    trie = CandidateTrie.build([candidates], start=t5.cfg.decoder_start_token_id)
+    out = nnx.jit(lambda model, i, m: model(i, m, trie, raw_logits=args.raw_logits))(
+        model, ids[None], mask[None]
+    )
+    target = slot if targeted else 0  # the decision about UE r: the answers behind "UE r"
+    log_probs, value = out.log_probs[0, target], out.value[0, target]
     print(render_prompt(template, obs, args.agent, slot))
     print(f"\n({int(mask.sum())} tokens; model {args.model}; value {float(value):.4f})")
     prefix = f"{template.bs_prefixes[slot]} " if targeted else ""

@@ -1,17 +1,19 @@
 """The LLM actor-critic of LLM4MAC (paper Eq. 9-10).
 
 Every prompt is encoded once; each of its candidates is scored by teacher-forcing the
-candidate's tokens through the decoder (all candidates of all prompts in one batched pass,
-sharing the encoder states); a candidate's score is the sum of its token log-probabilities
-(Eq. 9; ``raw_logits=True`` sums raw logits, as the authors' code did); the policy is the
-softmax over the candidates (Eq. 10). The critic is an MLP on the decoder's final state at
-the first decoder position. With ``TargetedCandidates`` one prompt decides for several targets:
-each candidate is teacher-forced behind the target's prefix, only its own tokens are scored,
-and the critic reads the state after the prefix. Fusing the decisions into a joint policy
+candidate's tokens through the decoder, all candidates of a prompt in one decoder pass over
+their prefix tree (``CandidateTrie``: shared prefixes computed once, the same states as one
+sequence per candidate); a candidate's score is the sum of its token log-probabilities (Eq. 9;
+``raw_logits=True`` sums raw logits, as the authors' code did); the policy is the softmax over
+the candidates (Eq. 10). The critic is an MLP on the decoder's state at the root (the decoder
+start token). With ``TargetedCandidates`` one prompt decides for several targets: each
+candidate is teacher-forced behind the target's prefix, only its own tokens are scored, and
+the critic reads the state after the prefix. Fusing the decisions into a joint policy
 (Eq. 11) is the agent's business (``jaxmac.agents.policy``).
 
-The model is called once per agent group (the UEs' own prompts, the BS's prompts), each with
-its own candidates and static prompt length: P prompts of one group at a time.
+One call scores the prompts of several agent groups (the UEs' own prompts and the BS's),
+each row with its group's candidates: the model, and so its compiled program, appears once
+per call site, not once per group.
 """
 
 from __future__ import annotations
@@ -102,13 +104,116 @@ class Candidates:
         return cls(ue=CandidateSet.build(ue_texts, tokenizer), bs=bs)
 
 
+#: A padded candidate's score: below any real one, and finite, so that its probability is
+#: exactly 0 and no NaN reaches a gradient through its entropy term.
+_ABSENT = -1e9
+
+
+@struct.dataclass
+class CandidateTrie:
+    """The candidate answers of G agent groups as prefix trees of decoder positions, for scoring
+    every candidate of a prompt in one decoder pass (``T5.decode_tree``): a node is a prefix of
+    some candidate's teacher-forced tokens (the root: the empty prefix, fed the decoder start
+    token), and its logits score the token that follows it. Candidates that share a prefix
+    share its nodes: a UE's six ``"{action} {ucm}</s>"`` answers need 9 nodes instead of 18
+    teacher-forced positions, a BS's three ``"{dcm}</s>"`` 4 instead of 6. Groups are padded
+    to the largest's nodes (N), targets (T), candidates (C) and scored tokens (K)."""
+
+    node_ids: jax.Array  # (G, N) int32, each node's decoder input: its prefix's last token (the root: start)
+    visible: jax.Array  # (G, N, N) bool, [g, query, key]: key is query or one of its ancestors
+    depth: jax.Array  # (G, N) int32, the node's prefix length (its decoder position)
+    token_node: jax.Array  # (G, T, C, K) int32, the node whose logits score token k of candidate c
+    token_id: jax.Array  # (G, T, C, K) int32, that token
+    token_scored: jax.Array  # (G, T, C, K) bool, a scored token (not padding, not a target's prefix)
+    candidate: jax.Array  # (G, T, C) bool, a real candidate of a real target
+    value_node: jax.Array  # (G, T) int32, the node the critic reads: the end of the target's prefix
+
+    @classmethod
+    def build(cls, groups: Sequence[CandidateSet | TargetedCandidates], start: int) -> CandidateTrie:
+        """The trees of ``groups`` (concrete arrays), group g at index g; ``start``: the T5's
+        decoder start token id."""
+        trees = [_tree(_targeted(g), start) for g in groups]
+        n, t, c, k = (max(tree[i] for tree in trees) for i in range(4))
+        fields: dict[str, list[np.ndarray]] = {name: [] for name in cls.__dataclass_fields__}
+        for _, _, _, _, tree in trees:
+            nodes = len(tree["node_ids"])
+            tree["visible"] = np.pad(tree["visible"], [(0, n - nodes)] * 2)
+            tree["visible"][np.arange(nodes, n), np.arange(nodes, n)] = True  # padding sees itself
+            for name in ("node_ids", "depth"):
+                tree[name] = np.pad(tree[name], (0, n - nodes))
+            for name in ("token_node", "token_id", "token_scored", "candidate"):
+                a = tree[name]
+                tree[name] = np.pad(
+                    a, [(0, size - now) for size, now in zip((t, c, k), a.shape, strict=False)]
+                )
+            tree["value_node"] = np.pad(tree["value_node"], (0, t - len(tree["value_node"])))
+            for name in fields:
+                fields[name].append(tree[name])
+        return cls(**{name: jnp.asarray(np.stack(arrays)) for name, arrays in fields.items()})
+
+
+def _targeted(group: CandidateSet | TargetedCandidates) -> tuple[np.ndarray, ...]:
+    """A group's (T, C, Lt) ids, mask and scored tokens and (T,) prefix lengths."""
+    if isinstance(group, TargetedCandidates):
+        return tuple(np.asarray(a) for a in (group.ids, group.mask, group.scored, group.value_at))
+    mask = np.asarray(group.mask)[None]
+    return np.asarray(group.ids)[None], mask, mask, np.zeros(1, np.int32)
+
+
+def _tree(candidates: tuple[np.ndarray, ...], start: int) -> tuple[int, int, int, int, dict[str, np.ndarray]]:
+    """One group's prefix tree: (nodes, targets, candidates, scored tokens per candidate, arrays)."""
+    ids, mask, scored, value_at = candidates
+    node_of: dict[tuple[int, ...], int] = {}
+    node_ids, depth, parent = [], [], []
+
+    def node(prefix: tuple[int, ...]) -> int:
+        if prefix not in node_of:
+            up = node(prefix[:-1]) if prefix else -1
+            node_of[prefix] = len(node_ids)
+            node_ids.append(prefix[-1] if prefix else start)
+            depth.append(len(prefix))
+            parent.append(up)
+        return node_of[prefix]
+
+    targets, count, _ = ids.shape
+    paths = [[[int(x) for x in ids[t, c][mask[t, c]]] for c in range(count)] for t in range(targets)]
+    scored_at = [[np.flatnonzero(scored[t, c]) for c in range(count)] for t in range(targets)]
+    k = max(len(s) for row in scored_at for s in row)
+    token_node, token_id = np.zeros((targets, count, k), np.int32), np.zeros((targets, count, k), np.int32)
+    token_scored = np.zeros((targets, count, k), bool)
+    for t in range(targets):
+        for c in range(count):
+            for j, position in enumerate(scored_at[t][c]):
+                token_node[t, c, j] = node(tuple(paths[t][c][:position]))
+                token_id[t, c, j] = paths[t][c][position]
+                token_scored[t, c, j] = True
+    value_node = np.asarray([node(tuple(paths[t][0][: value_at[t]])) for t in range(targets)], np.int32)
+    visible = np.eye(len(node_ids), dtype=bool)
+    for i in range(len(node_ids)):
+        up = parent[i]
+        while up >= 0:
+            visible[i, up], up = True, parent[up]
+    arrays = {
+        "node_ids": np.asarray(node_ids, np.int32),
+        "visible": visible,
+        "depth": np.asarray(depth, np.int32),
+        "token_node": token_node,
+        "token_id": token_id,
+        "token_scored": token_scored,
+        "candidate": np.ones((targets, count), bool),
+        "value_node": value_node,
+    }
+    return len(node_ids), targets, count, k, arrays
+
+
 @struct.dataclass
 class ActorOutput:
-    """Per prompt, or, for ``TargetedCandidates``, per prompt and target (a (P, T) leading shape)."""
+    """Per prompt and target of its group's trie (a (P, T) leading shape; T = 1 for a group
+    that decides for one target); candidates past a group's own are padding."""
 
-    log_probs: jax.Array  # (P, C) float32 log pi(candidate | prompt)
-    entropy: jax.Array  # (P,) float32 entropy of each decision
-    value: jax.Array  # (P,) float32 critic value of each prompt
+    log_probs: jax.Array  # (P, T, C) float32 log pi(candidate | prompt); padding: about -1e9
+    entropy: jax.Array  # (P, T) float32 entropy of each decision
+    value: jax.Array  # (P, T) float32 critic value of each prompt and target
 
 
 class ValueHead(nnx.Module):
@@ -147,53 +252,61 @@ class LanguageActorCritic(nnx.Module):
         self,
         prompt_ids: jax.Array,
         prompt_mask: jax.Array,
-        candidates: CandidateSet | TargetedCandidates,
+        trie: CandidateTrie,
+        group: jax.Array | None = None,
         raw_logits: bool = False,
     ) -> ActorOutput:
-        """prompt_ids, prompt_mask: (P, L) prompts of one agent group."""
-        targeted = candidates if isinstance(candidates, TargetedCandidates) else None
-        answers = targeted or TargetedCandidates.untargeted(candidates)
-        p, (t, c, length) = prompt_ids.shape[0], answers.ids.shape
-        ids = jnp.broadcast_to(answers.ids.reshape(t * c, length), (p, t * c, length))
-        mask = jnp.broadcast_to(answers.mask.reshape(t * c, length), ids.shape)
+        """prompt_ids, prompt_mask: (P, L) prompts; group: (P,) int32, each prompt's agent group
+        in ``trie`` (None: all of group 0). Every prompt is encoded once and all its candidates
+        are scored in one decoder pass over its group's tree."""
+        g = jnp.zeros(prompt_ids.shape[0], jnp.int32) if group is None else group
         encoded = self.t5.encode(prompt_ids, prompt_mask)
-        hidden, logits = self.t5.teacher_forced(ids, mask, encoded, prompt_mask)  # (P, T*C, Lt, d | V)
-        token = jnp.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
+        hidden = self.t5.decode_tree(trie.node_ids[g], trie.visible[g], trie.depth[g], encoded, prompt_mask)
+        logits = self.t5.lm_logits(hidden)  # (P, N, V)
         if not raw_logits:
-            token = token - jax.nn.logsumexp(logits, axis=-1)  # log p(token | prompt, prefix)
-        scored = answers.scored.reshape(t * c, length)
-        score = jnp.sum(jnp.where(scored, token, 0.0), axis=-1).reshape(p, t, c)  # Eq. 9
+            logits = jax.nn.log_softmax(logits, axis=-1)  # log p(token | prompt, prefix)
+        index = trie.token_node[g] * logits.shape[-1] + trie.token_id[g]  # into (N * V) per prompt
+        token = jnp.take_along_axis(logits.reshape(len(g), -1), index.reshape(len(g), -1), axis=1)
+        token = jnp.where(trie.token_scored[g], token.reshape(index.shape), 0.0)
+        candidate = trie.candidate[g]
+        score = jnp.where(candidate, jnp.sum(token, axis=-1), _ABSENT)  # Eq. 9, (P, T, C)
         log_probs = jax.nn.log_softmax(score, axis=-1)  # Eq. 10
-        entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
-        # the state before the answer's first token (the same for every candidate of a target)
-        before = hidden.reshape(p, t, c, length, -1)[:, :, 0]  # (P, T, Lt, d)
-        state = jnp.take_along_axis(before, answers.value_at[None, :, None, None], axis=2)[:, :, 0]
+        entropy = -jnp.sum(jnp.where(candidate, jnp.exp(log_probs) * log_probs, 0.0), axis=-1)
+        state = jnp.take_along_axis(hidden, trie.value_node[g][..., None], axis=1)  # (P, T, d)
         if self.detach_value:
             state = jax.lax.stop_gradient(state)
-        out = ActorOutput(log_probs=log_probs, entropy=entropy, value=self.value_head(state))
-        return out if targeted else jax.tree.map(lambda x: x[:, 0], out)
+        return ActorOutput(log_probs=log_probs, entropy=entropy, value=self.value_head(state))
 
 
 def act(
     model: LanguageActorCritic,
     prompt_ids: jax.Array,
     prompt_mask: jax.Array,
-    candidates: CandidateSet | TargetedCandidates,
+    trie: CandidateTrie,
     *,
+    group: jax.Array | None = None,
     dedup_chunk: int | None = None,
     valid: jax.Array | None = None,
     raw_logits: bool = False,
 ) -> ActorOutput:
-    """``model(...)`` on P prompts of one agent group, or, with ``dedup_chunk``, on its distinct
-    prompts only, ``dedup_chunk`` at a time (``jaxmac.models.dedup``): work and memory follow the
-    distinct prompts, forward and backward, and the outputs and gradients equal those without
-    dedup. ``valid`` (P,) bool marks the prompts whose outputs matter (active agents); the
-    others share one representative, so their outputs are those of some invalid prompt."""
+    """``model(...)`` on P prompts, or, with ``dedup_chunk``, on its distinct prompts only,
+    ``dedup_chunk`` at a time (``jaxmac.models.dedup``): work and memory follow the distinct
+    prompts, forward and backward, and the outputs and gradients equal those without dedup.
+    ``valid`` (P,) bool marks the prompts whose outputs matter (active agents); the others
+    share one representative, so their outputs are those of some invalid prompt."""
     if dedup_chunk is None:
-        return model(prompt_ids, prompt_mask, candidates, raw_logits)
+        return model(prompt_ids, prompt_mask, trie, group, raw_logits)
     graphdef, params = nnx.split(model)
     return act_distinct(
-        graphdef, params, prompt_ids, prompt_mask, candidates, dedup_chunk, valid=valid, raw_logits=raw_logits
+        graphdef,
+        params,
+        prompt_ids,
+        prompt_mask,
+        trie,
+        dedup_chunk,
+        group=group,
+        valid=valid,
+        raw_logits=raw_logits,
     )
 
 
@@ -202,9 +315,10 @@ def act_distinct(
     params: Any,
     prompt_ids: jax.Array,
     prompt_mask: jax.Array,
-    candidates: CandidateSet | TargetedCandidates,
+    trie: CandidateTrie,
     dedup_chunk: int,
     *,
+    group: jax.Array | None = None,
     valid: jax.Array | None = None,
     raw_logits: bool = False,
 ) -> ActorOutput:
@@ -213,9 +327,13 @@ def act_distinct(
     training step: no module is built around the parameters to be taken apart again."""
     check_chunk(dedup_chunk)
     run = functools.partial(_score_chunk, graphdef, raw_logits)
-    keys = distinct_keys(prompt_ids, prompt_mask, valid)
+    g = jnp.zeros(prompt_ids.shape[0], jnp.int32) if group is None else group
+    named = jnp.ones_like(prompt_mask[:, :1])  # the group, a key column of its own
+    keys = distinct_keys(
+        jnp.concatenate([prompt_ids, g[:, None]], 1), jnp.concatenate([prompt_mask, named], 1), valid
+    )
     chunk = min(dedup_chunk, prompt_ids.shape[0])
-    return deduplicated(run, chunk, params, candidates, keys, prompt_ids, prompt_mask)
+    return deduplicated(run, chunk, params, trie, keys, prompt_ids, prompt_mask, g)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -223,12 +341,13 @@ def _score_chunk(
     graphdef: nnx.GraphDef,
     raw_logits: bool,
     params: Any,
-    candidates: CandidateSet | TargetedCandidates,
+    trie: CandidateTrie,
     ids: jax.Array,
     mask: jax.Array,
+    group: jax.Array,
 ) -> ActorOutput:
     """The model on one chunk of prompts. A jitted function of its own, so that its trace is
     made once per chunk shape and reused by every call site of a program (the rollout, the
-    loss, the backward pass of each agent group): this cuts the Python tracing and lowering
-    of a training program, not the work it compiles to."""
-    return nnx.merge(graphdef, params)(ids, mask, candidates, raw_logits)
+    loss, the backward pass): this cuts the Python tracing and lowering of a training program,
+    not the work it compiles to."""
+    return nnx.merge(graphdef, params)(ids, mask, trie, group, raw_logits)

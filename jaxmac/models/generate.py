@@ -52,8 +52,8 @@ def init_cache(t5: T5, encoded: jax.Array, length: int) -> KVCache:
     return KVCache(
         self_keys=tuple(empty for _ in t5.decoder),
         self_values=tuple(empty for _ in t5.decoder),
-        cross_keys=tuple(a.heads(a.k, encoded) for a in cross),
-        cross_values=tuple(a.heads(a.v, encoded) for a in cross),
+        cross_keys=tuple(a.heads(a.k(encoded)) for a in cross),
+        cross_values=tuple(a.heads(a.v(encoded)) for a in cross),
     )
 
 
@@ -74,12 +74,12 @@ def decode_step(
         attention = block.self_attention
         h = block.self_attention_norm(x)
         at = (0, position, 0, 0)
-        keys[i] = jax.lax.dynamic_update_slice(keys[i], attention.heads(attention.k, h), at)
-        values[i] = jax.lax.dynamic_update_slice(values[i], attention.heads(attention.v, h), at)
-        x = x + attention.attend(attention.heads(attention.q, h), keys[i], values[i], self_bias)
+        keys[i] = jax.lax.dynamic_update_slice(keys[i], attention.heads(attention.k(h)), at)
+        values[i] = jax.lax.dynamic_update_slice(values[i], attention.heads(attention.v(h)), at)
+        x = x + attention.attend(attention.heads(attention.q(h)), keys[i], values[i], self_bias)
         cross = block.cross_attention
         h = block.cross_attention_norm(x)
-        x = x + cross.attend(cross.heads(cross.q, h), cache.cross_keys[i], cache.cross_values[i], cross_bias)
+        x = x + cross.attend(cross.heads(cross.q(h)), cache.cross_keys[i], cache.cross_values[i], cross_bias)
         x = x + block.ff(block.ff_norm(x))
     logits = t5.lm_logits(t5.decoder_norm(x))[:, 0]
     return logits, cache.replace(self_keys=tuple(keys), self_values=tuple(values))

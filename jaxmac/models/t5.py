@@ -89,6 +89,21 @@ def relative_position_bucket(
     return bucket + jnp.where(distance < max_exact, distance, large)
 
 
+def project(x: jax.Array, layers: tuple[nnx.Module, ...]) -> list[jax.Array]:
+    """``[layer(x) for layer in layers]`` for projections of one input: as one matrix product
+    over their kernels stacked on a new axis when all are plain bias-free ``nnx.Linear`` of one
+    dtype (fewer, larger products: the tiny T5's forward and backward pass over a chunk of UE
+    and BS prompts took 11-13% less time on a 2-core CPU; the stacked axis leaves each kernel's
+    column-parallel split where it is), else one by one (LoRA-wrapped projections)."""
+    plain = all(type(layer) is nnx.Linear and layer.bias is None for layer in layers)
+    if len(layers) == 1 or not plain or len({layer.dtype for layer in layers}) > 1:
+        return [layer(x) for layer in layers]
+    dtype = layers[0].dtype
+    kernel = jnp.stack([layer.kernel[...] for layer in layers], axis=1).astype(dtype)  # (d, n, out)
+    y = jnp.einsum("...d,dno->...no", x.astype(dtype), kernel)
+    return [y[..., i, :] for i in range(len(layers))]
+
+
 class Attention(nnx.Module):
     """Multi-head attention without the 1/sqrt(d_kv) scale (folded into T5's initialisation)."""
 
@@ -111,17 +126,21 @@ class Attention(nnx.Module):
         """(1, H, q_len, k_len) float32 learned bias of each query/key offset; the queries sit at
         positions ``offset + [0, q_len)`` (a decoding step's query is at its step)."""
         relative = jnp.arange(k_len)[None, :] - (offset + jnp.arange(q_len))[:, None]
+        return self.relative_bias(relative[None])
+
+    def relative_bias(self, relative: jax.Array) -> jax.Array:
+        """(B, Q, K) int key position - query position -> (B, H, Q, K) float32 learned bias."""
         buckets = relative_position_bucket(
             relative,
             self.bidirectional,
             self.cfg.relative_attention_num_buckets,
             self.cfg.relative_attention_max_distance,
         )
-        return jnp.transpose(self.relative_attention_bias(buckets), (2, 0, 1))[None].astype(jnp.float32)
+        return jnp.moveaxis(self.relative_attention_bias(buckets), -1, 1).astype(jnp.float32)
 
-    def heads(self, projection: nnx.Module, x: jax.Array) -> jax.Array:
-        """(B, S, d) -> (B, S, H, d_kv): ``projection`` (``self.q``, ``k`` or ``v``) split into heads."""
-        return projection(x).reshape(*x.shape[:2], self.cfg.num_heads, self.cfg.d_kv)
+    def heads(self, y: jax.Array) -> jax.Array:
+        """(B, S, H * d_kv) -> (B, S, H, d_kv): a projection's output split into heads."""
+        return y.reshape(*y.shape[:2], self.cfg.num_heads, self.cfg.d_kv)
 
     def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
         """Queries (B, Q, H, d_kv) over keys and values (B, K, H, d_kv) -> (B, Q, d)."""
@@ -130,10 +149,15 @@ class Attention(nnx.Module):
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return self.o(out.reshape(*q.shape[:2], -1))
 
-    def __call__(self, x: jax.Array, kv: jax.Array, bias: jax.Array) -> jax.Array:
-        """x: (B, Q, d) queries; kv: (B, K, d) keys/values; bias: (B or 1, H, Q, K) float32,
-        position bias plus -inf-like entries where attention is masked."""
-        return self.attend(self.heads(self.q, x), self.heads(self.k, kv), self.heads(self.v, kv), bias)
+    def __call__(self, x: jax.Array, kv: jax.Array | None, bias: jax.Array) -> jax.Array:
+        """x: (B, Q, d) queries; kv: (B, K, d) keys/values, None for self-attention (x's own);
+        bias: (B or 1, H, Q, K) float32, position bias plus -inf-like entries where attention
+        is masked."""
+        if kv is None:
+            q, k, v = project(x, (self.q, self.k, self.v))
+        else:
+            (q,), (k, v) = project(x, (self.q,)), project(kv, (self.k, self.v))
+        return self.attend(self.heads(q), self.heads(k), self.heads(v), bias)
 
 
 class GatedGeluFF(nnx.Module):
@@ -143,7 +167,8 @@ class GatedGeluFF(nnx.Module):
         self.wo = _dense(cfg.d_ff, cfg.d_model, cfg.d_ff**-0.5, dtype, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.wo(jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x))
+        gate, linear = project(x, (self.wi_0, self.wi_1))
+        return self.wo(jax.nn.gelu(gate, approximate=True) * linear)
 
 
 class EncoderBlock(nnx.Module):
@@ -155,7 +180,7 @@ class EncoderBlock(nnx.Module):
 
     def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
         h = self.attention_norm(x)
-        x = x + self.attention(h, h, bias)
+        x = x + self.attention(h, None, bias)
         return x + self.ff(self.ff_norm(x))
 
 
@@ -176,7 +201,7 @@ class DecoderBlock(nnx.Module):
         attends independently), so the encoder states are shared, never copied."""
         b, c, length, d = x.shape
         h = self.self_attention_norm(x).reshape(b * c, length, d)
-        x = x + self.self_attention(h, h, self_bias).reshape(x.shape)
+        x = x + self.self_attention(h, None, self_bias).reshape(x.shape)
         h = self.cross_attention_norm(x).reshape(b, c * length, d)
         x = x + self.cross_attention(h, encoded, cross_bias).reshape(x.shape)
         return x + self.ff(self.ff_norm(x))
@@ -233,12 +258,35 @@ class T5(nnx.Module):
             keys = decoder_attention_mask if grouped else decoder_attention_mask[:, None]
             causal = causal & keys.reshape(b * c, 1, length).astype(bool)
         self_bias = self.decoder[0].self_attention.position_bias(length, length) + mask_bias(causal)
+        x = self._decoder_stack(self.shared(ids), encoded, self_bias, attention_mask)
+        return x if grouped else x[:, 0]
+
+    def decode_tree(
+        self,
+        node_ids: jax.Array,
+        visible: jax.Array,
+        depth: jax.Array,
+        encoded: jax.Array,
+        attention_mask: jax.Array,
+    ) -> jax.Array:
+        """The decoder over a prefix tree of positions: node ids (B, N), each attending to the
+        nodes ``visible`` (B, N, N) bool to it (its ancestors and itself) at relative positions
+        ``depth[key] - depth[query]`` ((B, N) int), and to ``encoded`` (B, L, d) under
+        ``attention_mask`` (B, L) -> final-normed states (B, N, d). A node's state is the one
+        ``decode`` gives at the end of the token path from the root to it: sequences that share
+        a prefix share its positions, computed once."""
+        relative = depth[:, None, :] - depth[:, :, None]
+        self_bias = self.decoder[0].self_attention.relative_bias(relative) + mask_bias(visible)
+        return self._decoder_stack(self.shared(node_ids)[:, None], encoded, self_bias, attention_mask)[:, 0]
+
+    def _decoder_stack(
+        self, x: jax.Array, encoded: jax.Array, self_bias: jax.Array, attention_mask: jax.Array
+    ) -> jax.Array:
+        """Embedded decoder inputs (B, C, D, d) through the blocks and the final norm."""
         cross_bias = mask_bias(attention_mask)
-        x = self.shared(ids)
         for block in self.decoder:
             x = block(x, encoded, self_bias, cross_bias)
-        x = self.decoder_norm(x)
-        return x if grouped else x[:, 0]
+        return self.decoder_norm(x)
 
     def teacher_forced(
         self, answer_ids: jax.Array, answer_mask: jax.Array, encoded: jax.Array, attention_mask: jax.Array
