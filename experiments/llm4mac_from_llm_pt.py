@@ -8,9 +8,12 @@ on this CPU"). This runs the stand-in for the pretraining, then the paper's meth
 1. ``jaxmac train --preset llm-pt-cpu --ues 1-2``, 20 updates, then ``jaxmac export``: a first
    supervised stage on the Baseline's decisions at one and two UEs (a curriculum: the BS learns
    to read its target's line where the prompt lists one or two UEs);
-2. ``jaxmac train --preset llm-pt-cpu --model <that export> --ues 1-5 --frequency-power 1``,
-   40 updates: the same at 1-5 UEs, from the first stage's T5, each pair drawn as often as it
-   was recorded (the decisions of many UEs weigh as much as they count);
+2. ``jaxmac train --preset llm-pt-cpu --model <that export> --ues 1-5 --frequency-power 1
+   --demo-noise 0.05 --ema-updates 5 --ue-batch-size 16``, 60 updates: the same at 1-5 UEs,
+   from the first stage's T5, each pair drawn as often as it was recorded (the decisions of
+   many UEs weigh as much as they count), with LLM-PT's ten-minute plan's settings (README,
+   "LLM-PT on this CPU"): demonstrations with 5% of their decisions random, the average of
+   the last five updates' models, 16 UE pairs per step beside 64 BS pairs (``--pt-extra``);
 3. ``jaxmac export``: its T5 as a checkpoint directory;
 4. ``jaxmac train --preset llm4mac-cpu --model <that directory> --lr 1e-4
    --checkpoint-head-scale 0.3``: PPO on the team reward at 2-5 UEs (a pretrained model is
@@ -19,8 +22,9 @@ on this CPU"). This runs the stand-in for the pretraining, then the paper's meth
 5. ``jaxmac eval``: the PPO run greedy beside ``random``, ``contention_free`` and ``oracle`` on
    the same episodes, at every UE count.
 
-``--warmup-updates 0 --pt-updates 200`` is the earlier pipeline without the first stage (LLM-PT
-on 1-5 UEs from the drawn T5).
+``--pt-updates 40 --pt-extra ''`` is the pipeline before 2026-12-02 15:00 UTC; ``--warmup-updates 0
+--pt-updates 200 --pt-extra ''`` the one before it, without the first stage (LLM-PT on 1-5 UEs
+from the drawn T5).
 
 Each stage's run directory is kept under ``--out``; a rerun continues an interrupted stage and
 skips finished ones (delete ``--out/eval.json`` to evaluate again). Prints each stage's
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--warmup-updates", type=int, default=20, help="updates of LLM-PT's first stage (0: no first stage)"
     )
-    parser.add_argument("--pt-updates", type=int, default=40, help="LLM-PT updates after the first stage")
+    parser.add_argument("--pt-updates", type=int, default=60, help="LLM-PT updates after the first stage")
     parser.add_argument(
         "--pt-ues",
         default="1-5",
@@ -82,6 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=1.0,
         help="the second LLM-PT stage's --frequency-power (0: every distinct pair drawn alike)",
+    )
+    parser.add_argument(
+        "--pt-extra",
+        default="--demo-noise 0.05 --ema-updates 5 --ue-batch-size 16",
+        help="more jaxmac train options of the second LLM-PT stage, one string ('' for none)",
     )
     parser.add_argument("--ppo-updates", type=int, default=25, help="LLM4MAC PPO updates (on 2-5 UEs)")
     parser.add_argument(
@@ -118,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     ppo_options = ["--preset", "llm4mac-cpu", "--model", str(t5), "--lr", str(args.ppo_lr)]
     ppo_options += ["--checkpoint-head-scale", str(args.ppo_head_scale)]
     pt_options = [*supervised(args.pt_ues), *from_warmup, "--frequency-power", str(args.pt_frequency_power)]
+    pt_options += shlex.split(args.pt_extra)
     stages = {
         **(warmup if args.warmup_updates else {}),
         "llm-pt": _train(pt, args.pt_updates, pt_options),

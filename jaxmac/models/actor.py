@@ -115,7 +115,7 @@ class CandidateTrie:
     every candidate of a prompt in one decoder pass (``T5.decode_tree``): a node is a prefix of
     some candidate's teacher-forced tokens (the root: the empty prefix, fed the decoder start
     token), and its logits score the token that follows it. Candidates that share a prefix
-    share its nodes: a UE's six ``"{action} {ucm}</s>"`` answers need 9 nodes instead of 18
+    share its nodes: a UE's six ``"{action} {ucm}</s>"`` answers need 10 nodes instead of 18
     teacher-forced positions, a BS's three ``"{dcm}</s>"`` 4 instead of 6. Groups are padded
     to the largest's nodes (N), targets (T), candidates (C) and scored tokens (K)."""
 
@@ -133,23 +133,14 @@ class CandidateTrie:
         """The trees of ``groups`` (concrete arrays), group g at index g; ``start``: the T5's
         decoder start token id."""
         trees = [_tree(_targeted(g), start) for g in groups]
-        n, t, c, k = (max(tree[i] for tree in trees) for i in range(4))
-        fields: dict[str, list[np.ndarray]] = {name: [] for name in cls.__dataclass_fields__}
-        for _, _, _, _, tree in trees:
-            nodes = len(tree["node_ids"])
-            tree["visible"] = np.pad(tree["visible"], [(0, n - nodes)] * 2)
-            tree["visible"][np.arange(nodes, n), np.arange(nodes, n)] = True  # padding sees itself
-            for name in ("node_ids", "depth"):
-                tree[name] = np.pad(tree[name], (0, n - nodes))
-            for name in ("token_node", "token_id", "token_scored", "candidate"):
-                a = tree[name]
-                tree[name] = np.pad(
-                    a, [(0, size - now) for size, now in zip((t, c, k), a.shape, strict=False)]
-                )
-            tree["value_node"] = np.pad(tree["value_node"], (0, t - len(tree["value_node"])))
-            for name in fields:
-                fields[name].append(tree[name])
-        return cls(**{name: jnp.asarray(np.stack(arrays)) for name, arrays in fields.items()})
+        stacked = {}
+        for name in trees[0]:
+            arrays = [tree[name] for tree in trees]
+            shape = np.max([a.shape for a in arrays], axis=0)
+            pads = ([(0, size - now) for size, now in zip(shape, a.shape, strict=True)] for a in arrays)
+            stacked[name] = np.stack([np.pad(a, pad) for a, pad in zip(arrays, pads, strict=True)])
+        stacked["visible"] |= np.eye(stacked["visible"].shape[-1], dtype=bool)  # padding sees itself
+        return cls(**{name: jnp.asarray(a) for name, a in stacked.items()})
 
 
 def _targeted(group: CandidateSet | TargetedCandidates) -> tuple[np.ndarray, ...]:
@@ -160,8 +151,8 @@ def _targeted(group: CandidateSet | TargetedCandidates) -> tuple[np.ndarray, ...
     return np.asarray(group.ids)[None], mask, mask, np.zeros(1, np.int32)
 
 
-def _tree(candidates: tuple[np.ndarray, ...], start: int) -> tuple[int, int, int, int, dict[str, np.ndarray]]:
-    """One group's prefix tree: (nodes, targets, candidates, scored tokens per candidate, arrays)."""
+def _tree(candidates: tuple[np.ndarray, ...], start: int) -> dict[str, np.ndarray]:
+    """One group's prefix tree: ``CandidateTrie``'s fields without the group axis."""
     ids, mask, scored, value_at = candidates
     node_of: dict[tuple[int, ...], int] = {}
     node_ids, depth, parent = [], [], []
@@ -193,7 +184,7 @@ def _tree(candidates: tuple[np.ndarray, ...], start: int) -> tuple[int, int, int
         up = parent[i]
         while up >= 0:
             visible[i, up], up = True, parent[up]
-    arrays = {
+    return {
         "node_ids": np.asarray(node_ids, np.int32),
         "visible": visible,
         "depth": np.asarray(depth, np.int32),
@@ -203,7 +194,6 @@ def _tree(candidates: tuple[np.ndarray, ...], start: int) -> tuple[int, int, int
         "candidate": np.ones((targets, count), bool),
         "value_node": value_node,
     }
-    return len(node_ids), targets, count, k, arrays
 
 
 @struct.dataclass
@@ -328,10 +318,8 @@ def act_distinct(
     check_chunk(dedup_chunk)
     run = functools.partial(_score_chunk, graphdef, raw_logits)
     g = jnp.zeros(prompt_ids.shape[0], jnp.int32) if group is None else group
-    named = jnp.ones_like(prompt_mask[:, :1])  # the group, a key column of its own
-    keys = distinct_keys(
-        jnp.concatenate([prompt_ids, g[:, None]], 1), jnp.concatenate([prompt_mask, named], 1), valid
-    )
+    # the group in every token's key (one elementwise pass, no wider copy of the batch)
+    keys = distinct_keys(prompt_ids * trie.node_ids.shape[0] + g[:, None], prompt_mask, valid)
     chunk = min(dedup_chunk, prompt_ids.shape[0])
     return deduplicated(run, chunk, params, trie, keys, prompt_ids, prompt_mask, g)
 
