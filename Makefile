@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 # beside contention_free and oracle at 1-8 UEs. The whole demo took 12.5-16 minutes in a fresh
 # clone there, installation included (README, "Two commands").
 # The LLM4MAC step is the llm4mac-cpu preset's PPO from the drawn tiny T5 with the Abl. SIE prompts
-# (--no-sie, bare numbers), 60 updates in about 3.5 minutes: the setting in which it learns from
-# scratch within minutes (README, "LLM4MAC on this CPU"; with the paper's SIE prompts the drawn tiny
-# T5 does not, and experiments/llm4mac_from_llm_pt.py starts it from LLM-PT instead). Without
+# (--no-sie, bare numbers), 60 updates in 1-3.5 minutes: the one setting in which it had learned
+# from scratch within minutes, and an unstable one (README, "What the demo trains": near random's
+# level on three seeds with the code since 2026-12-02; with the paper's SIE prompts the drawn tiny
+# T5 does not learn, and experiments/llm4mac_from_llm_pt.py starts it from LLM-PT instead). Without
 # identities in its prompts its UEs break their symmetry by sampling: it is evaluated sampled.
 # --resume where the run directory already holds a run (--resume on a directory without one is an error)
 resume = $(if $(wildcard $(1)/config.json),--resume,)
