@@ -3,7 +3,8 @@
 Each TTI every UE's prompt and the BS's prompt about every UE slot are assembled as token
 ids inside jit (``PromptCompiler``), scored by the T5 (``jaxmac.models.act``), and the 2M
 per-decision values are fused into the team value (Eq. 11). Prompts of all episodes of a
-batch go through the model together, so the deduplication sees every episode: rollouts,
+batch, UE and BS prompts alike, go through one model call, so the deduplication sees every
+episode and a compiled program holds the model once per call site: rollouts,
 evaluation and the PPO update (forward and backward) compute only the distinct prompts,
 ``dedup_chunk`` at a time, and the prompts of padded slots cost one row in all.
 ``pretrained=False`` is Abl. PK, ``sie=False`` Abl. SIE.
