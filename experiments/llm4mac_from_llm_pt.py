@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--ppo-lr", type=float, default=1e-4, help="PPO learning rate")
     parser.add_argument("--eval-episodes", type=int, default=64, help="episodes per UE count")
+    parser.add_argument("--seed", type=int, default=0, help="every training stage's --seed")
     args = parser.parse_args(argv)
     for name in ("pt_updates", "ppo_updates", "eval_episodes"):
         if getattr(args, name) < 1:
@@ -116,15 +117,17 @@ def main(argv: list[str] | None = None) -> None:
     warm, warm_t5 = args.out / "llm-pt-warmup", args.out / "llm-pt-warmup-t5"
     pt, t5, ppo = args.out / "llm-pt", args.out / "llm-pt-t5", args.out / "llm4mac"
 
+    seed = ["--seed", str(args.seed)]
+
     def supervised(ues: str) -> list[str]:  # an LLM-PT stage's options; 32 closing episodes per count
-        return ["--preset", "llm-pt-cpu", "--ues", ues, "--eval-ues", ues, "--eval-episodes", "32"]
+        return ["--preset", "llm-pt-cpu", "--ues", ues, "--eval-ues", ues, "--eval-episodes", "32", *seed]
 
     warmup = {
         "llm-pt-warmup": _train(warm, args.warmup_updates, supervised(args.warmup_ues)),
         "export-warmup": _export(warm, warm_t5),
     }
     from_warmup = ["--model", str(warm_t5)] if args.warmup_updates else []
-    ppo_options = ["--preset", "llm4mac-cpu", "--model", str(t5), "--lr", str(args.ppo_lr)]
+    ppo_options = ["--preset", "llm4mac-cpu", "--model", str(t5), "--lr", str(args.ppo_lr), *seed]
     ppo_options += ["--checkpoint-head-scale", str(args.ppo_head_scale)]
     pt_options = [*supervised(args.pt_ues), *from_warmup, "--frequency-power", str(args.pt_frequency_power)]
     pt_options += shlex.split(args.pt_extra)
