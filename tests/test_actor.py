@@ -367,6 +367,20 @@ def test_chunked_dedup_gives_identical_outputs(rollout_batch, chunk):
         act(model, ids, mask, tries["both"], dedup_chunk=0)
 
 
+def test_a_group_outside_the_tries_groups_is_an_error_naming_it(rollout_batch):
+    """Indexing the trie would clamp a group index past its last group: a concrete one is refused."""
+    model, prompts, tries = rollout_batch
+    ids, mask = prompts.ue_ids[:3], prompts.ue_mask[:3]
+    with pytest.raises(ValueError, match=r"group must be in \[0, 2\) \(the trie's groups\), got \[0 2 1\]"):
+        act(model, ids, mask, tries["both"], group=jnp.asarray([0, 2, 1]))
+    with pytest.raises(ValueError, match=r"group must be in \[0, 2\)"):
+        act(model, ids, mask, tries["both"], group=np.asarray([0, -1, 1]), dedup_chunk=2)
+    with pytest.raises(ValueError, match=r"group must be \(3,\) integers, got int64 \(2,\)"):
+        act(model, ids, mask, tries["both"], group=np.asarray([0, 1]))
+    with pytest.raises(ValueError, match=r"group must be \(3,\) integers, got float32 \(3,\)"):
+        act(model, ids, mask, tries["both"], group=np.zeros(3, np.float32))
+
+
 def test_fusion_is_the_weighted_mean_over_active_agents():
     values = jnp.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])  # UE0 UE1 UE2 | BS->UE0 BS->UE1 BS->UE2
     active = jnp.array([True, False, True])

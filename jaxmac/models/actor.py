@@ -196,6 +196,22 @@ def _tree(candidates: tuple[np.ndarray, ...], start: int) -> dict[str, np.ndarra
     }
 
 
+def prompt_groups(group: jax.Array | None, count: int, trie: CandidateTrie) -> jax.Array:
+    """Each of ``count`` prompts' group in ``trie`` as a (count,) array: ``group``, or group 0
+    for all when None. A concrete ``group`` of another shape or with an index outside the
+    trie's groups is an error naming it (indexing the trie would clamp such an index to the
+    last group); a traced one is the caller's to get right."""
+    if group is None:
+        return jnp.zeros(count, jnp.int32)
+    if not isinstance(group, jax.core.Tracer):
+        values, groups = np.asarray(group), trie.node_ids.shape[0]
+        if values.shape != (count,) or not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"group must be ({count},) integers, got {values.dtype} {values.shape}")
+        if np.any((values < 0) | (values >= groups)):
+            raise ValueError(f"group must be in [0, {groups}) (the trie's groups), got {values}")
+    return group
+
+
 @struct.dataclass
 class ActorOutput:
     """Per prompt and target of its group's trie (a (P, T) leading shape; T = 1 for a group
@@ -249,7 +265,7 @@ class LanguageActorCritic(nnx.Module):
         """prompt_ids, prompt_mask: (P, L) prompts; group: (P,) int32, each prompt's agent group
         in ``trie`` (None: all of group 0). Every prompt is encoded once and all its candidates
         are scored in one decoder pass over its group's tree."""
-        g = jnp.zeros(prompt_ids.shape[0], jnp.int32) if group is None else group
+        g = prompt_groups(group, prompt_ids.shape[0], trie)
         encoded = self.t5.encode(prompt_ids, prompt_mask)
         hidden = self.t5.decode_tree(trie.node_ids[g], trie.visible[g], trie.depth[g], encoded, prompt_mask)
         logits = self.t5.lm_logits(hidden)  # (P, N, V)
@@ -317,7 +333,7 @@ def act_distinct(
     training step: no module is built around the parameters to be taken apart again."""
     check_chunk(dedup_chunk)
     run = functools.partial(_score_chunk, graphdef, raw_logits)
-    g = jnp.zeros(prompt_ids.shape[0], jnp.int32) if group is None else group
+    g = prompt_groups(group, prompt_ids.shape[0], trie)
     # the group in every token's key (one elementwise pass, no wider copy of the batch)
     keys = distinct_keys(prompt_ids * trie.node_ids.shape[0] + g[:, None], prompt_mask, valid)
     chunk = min(dedup_chunk, prompt_ids.shape[0])
